@@ -1,0 +1,1 @@
+"""Front-ends (Telegram, Discord, local web chat, CLI) over `engine.service.FashionService`."""

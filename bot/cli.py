@@ -1,0 +1,169 @@
+"""The ``fashionbot`` command. Each subcommand builds the service once and calls it."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from bot.settings import Settings
+
+
+def _progress(total: int | None, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True)
+
+
+async def _service(settings: Settings):
+    from engine.service import FashionService
+
+    return await FashionService.create(settings)
+
+
+async def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from engine import catalogue
+
+    service = await _service(settings)
+    try:
+        if args.source == "fashion-mnist":
+            skip = await service.store.all_external_ids("fashion-mnist")
+            images, _ = await asyncio.to_thread(catalogue.load_fashion_mnist, args.split)
+            total = len(images) if args.limit is None else min(args.limit, len(images))
+            rows = catalogue.fashion_mnist_rows(args.split, args.limit, service.embedder.input_size, skip=skip)
+            todo = total - sum(1 for e in skip if e.startswith(f"{args.split}-") and int(e.split("-")[1]) < total)
+            bar = _progress(todo, "embedding Fashion-MNIST")
+            report = await catalogue.ingest_rows(service, rows, batch_size=settings.batch_size * 4, progress=bar.update)
+            report.skipped_existing += total - todo
+        else:
+            path = Path(args.file)
+            if not path.exists():
+                print(f"No such feed: {path}", file=sys.stderr)
+                return 2
+            bar = _progress(None, f"ingesting {path.name}")
+            rows = catalogue.feed_rows(path, settings.max_image_bytes)
+            report = await catalogue.ingest_rows(service, rows, batch_size=64, progress=bar.update)
+        bar.close()
+        for line, reason in report.bad_rows:
+            print(f"line {line}: skipped: {reason}", file=sys.stderr)
+        print(f"Ingest done: {report.summary()}. Catalogue: {await service.store.count_items()} items.")
+        return 0
+    finally:
+        await service.close()
+
+
+async def cmd_recommend(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.render import recommendation_text
+    from engine.errors import ServiceError
+
+    path = Path(args.photo)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        print(f"Can't read {path}: {err.strerror}", file=sys.stderr)
+        return 2
+    service = await _service(settings)
+    try:
+        rec = await service.recommend(data, k=args.k)
+    except (ServiceError, ValueError) as err:
+        print(str(err), file=sys.stderr)
+        return 1
+    finally:
+        await service.close()
+    if args.json:
+        payload = {
+            "backbone": rec.backbone,
+            "items": [
+                {
+                    "id": s.item.id,
+                    "title": s.item.title,
+                    "url": s.item.url,
+                    "image": s.item.image_url,
+                    "price": s.item.price,
+                    "category": s.item.category,
+                    "score": s.score,
+                }
+                for s in rec.items
+            ],
+        }
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+    else:
+        print(recommendation_text(rec))
+    return 0
+
+
+async def cmd_about(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.render import about_text
+
+    service = await _service(settings)
+    try:
+        print(about_text(await service.about()))
+    finally:
+        await service.close()
+    return 0
+
+
+async def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
+    service = await _service(settings)
+    try:
+        bar = _progress(None, "re-embedding")
+        count = await service.reindex(progress=bar.update)
+        bar.close()
+        print(f"Index rebuilt with {service.backbone.name}: {count} items.")
+    finally:
+        await service.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fashionbot", description="Visual fashion search: a photo in, similar items out.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ingest = sub.add_parser("ingest", help="put products into the catalogue")
+    isub = ingest.add_subparsers(dest="source", required=True)
+    fm = isub.add_parser("fashion-mnist", help="Fashion-MNIST products (Debian's dataset-fashion-mnist)")
+    fm.add_argument("--limit", type=int, default=None, help="only the first N images")
+    fm.add_argument("--split", choices=["train", "test"], default="train")
+    feed = isub.add_parser("feed", help="a product feed: Google Merchant CSV/JSONL, or a Kaggle styles.csv")
+    feed.add_argument("file")
+
+    rec = sub.add_parser("recommend", help="the 10 most similar items to a photo")
+    rec.add_argument("photo")
+    rec.add_argument("--json", action="store_true")
+    rec.add_argument("-k", type=int, default=10)
+
+    sub.add_parser("about", help="backbone, weights, catalogue and index state")
+    sub.add_parser("reindex", help="re-embed (if the backbone changed) and rebuild the index")
+    return parser
+
+
+COMMANDS = {
+    "ingest": cmd_ingest,
+    "recommend": cmd_recommend,
+    "about": cmd_about,
+    "reindex": cmd_reindex,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = Settings()
+    except Exception as err:  # pydantic ValidationError: a bad environment variable
+        print(f"Invalid settings: {err}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(COMMANDS[args.command](args, settings))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""Settings, all from the environment (prefix ``FASHIONBOT_``), never from code.
+
+Bot tokens are read from their conventional names (``TELEGRAM_BOT_TOKEN``,
+``DISCORD_BOT_TOKEN``) and kept as ``SecretStr`` so they never show up in a log
+or a repr.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BackboneName = Literal["auto", "resnet50", "efficientnet-lite0"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FASHIONBOT_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("data"), description="Holds the SQLite file and the index.")
+    database_url: str | None = Field(default=None, description="Any SQLAlchemy async URL; SQLite in data_dir by default.")
+    backbone: BackboneName = "auto"
+    weights: Path | None = Field(default=None, description="A ResNet-50 weights file (state dict).")
+    allow_weight_download: bool = Field(
+        default=True, description="Let torchvision fetch ResNet-50 weights when online (auto falls back when it can't)."
+    )
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    batch_size: int = Field(default=32, ge=1, le=512)
+    micro_batch_wait_ms: float = Field(default=4.0, ge=0, description="How long a lone request waits for company.")
+    torch_threads: int | None = None
+
+    index_m: int = 32
+    index_ef_construction: int = 200
+    index_ef: int = 96
+
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    top_k: int = 10
+    style_weight: float = Field(default=0.15, ge=0.0, le=1.0, description="How far results lean towards a user's style; 0 = off.")
+    style_min_photos: int = 3
+    rate_limit_per_minute: int = 10
+
+    telegram_base_url: str | None = None
+    telegram_base_file_url: str | None = None
+    discord_api_url: str | None = None
+    web_host: str = "127.0.0.1"
+    web_port: int = 8080
+
+    shops_file: Path | None = None
+    scraper_contact_url: str = "https://github.com/fashionbot/fashionbot"
+    scraper_allow_hosts: list[str] = Field(default_factory=list)
+
+    telegram_bot_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN", "FASHIONBOT_TELEGRAM_BOT_TOKEN")
+    )
+    discord_bot_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DISCORD_BOT_TOKEN", "FASHIONBOT_DISCORD_BOT_TOKEN")
+    )
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'fashionbot.sqlite3').resolve()}"
+
+    @property
+    def index_path(self) -> Path:
+        return self.data_dir / "index.hnsw"

@@ -1,0 +1,1 @@
+"""Persistence: the SQLAlchemy schema and every query. Nothing outside `db/` writes SQL."""

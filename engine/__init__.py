@@ -1,0 +1,4 @@
+"""The recommendation engine: images, backbones, embedder, vector index, styles, service.
+
+Nothing outside this package imports torch or hnswlib.
+"""

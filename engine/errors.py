@@ -1,0 +1,28 @@
+"""Errors whose message is meant for the person using the bot."""
+from __future__ import annotations
+
+from engine.images import BadImage
+
+
+class ServiceError(Exception):
+    """Base class: ``str(err)`` is a friendly, complete sentence."""
+
+
+class EmptyCatalogue(ServiceError):
+    def __init__(self) -> None:
+        super().__init__(
+            "The catalogue is empty, so there is nothing to recommend yet. "
+            "Run `fashionbot ingest fashion-mnist` (or `fashionbot demo`) first."
+        )
+
+
+class IndexOutOfDate(ServiceError):
+    """The saved index belongs to another backbone; recommending from it would be nonsense."""
+
+
+class UnknownItem(ServiceError):
+    def __init__(self, item_id: int) -> None:
+        super().__init__(f"I don't know item {item_id} (it may have been removed).")
+
+
+__all__ = ["BadImage", "ServiceError", "EmptyCatalogue", "IndexOutOfDate", "UnknownItem"]
