@@ -117,6 +117,31 @@ async def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_trend(args: argparse.Namespace, settings: Settings) -> int:
+    """``fashionbot trend TAG``: search the configured shops, one progress line per update, then
+    the summary; without TAG, the recent trends."""
+    from bot.render import trend_progress_text, trends_text
+    from engine.types import UserRef
+
+    service = await _service(settings)
+    try:
+        if not args.tag:
+            print(trends_text(await service.trends()))
+            return 0
+        final = None
+        async for progress in service.trend(" ".join(args.tag), UserRef("cli", "local")):
+            if progress.done:
+                final = progress
+            else:
+                print(trend_progress_text(progress).splitlines()[-1], flush=True)
+        if final is None:  # not reached: the last snapshot is always done
+            return 1
+        print(trend_progress_text(final), flush=True)
+        return 1 if final.error and not final.found else 0
+    finally:
+        await service.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fashionbot", description="Visual fashion search: a photo in, similar items out.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -137,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("about", help="backbone, weights, catalogue and index state")
     sub.add_parser("reindex", help="re-embed (if the backbone changed) and rebuild the index")
+    trend = sub.add_parser("trend", help="search the configured shops for a trend and add what they sell")
+    trend.add_argument("tag", nargs="*", help="e.g. dress (none: list recent trends)")
     return parser
 
 
@@ -145,6 +172,7 @@ COMMANDS = {
     "recommend": cmd_recommend,
     "about": cmd_about,
     "reindex": cmd_reindex,
+    "trend": cmd_trend,
 }
 
 

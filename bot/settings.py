@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     top_k: int = 10
     style_weight: float = Field(default=0.15, ge=0.0, le=1.0, description="How far results lean towards a user's style; 0 = off.")
     style_min_photos: int = 3
+    style_distance_threshold: float = Field(
+        default=0.475, ge=0.0, le=2.0, description="Cosine distance at which photos stop being one style (tuned for Lite0)."
+    )
     rate_limit_per_minute: int = 10
 
     telegram_base_url: str | None = None
@@ -50,6 +53,11 @@ class Settings(BaseSettings):
     shops_file: Path | None = None
     scraper_contact_url: str = "https://github.com/fashionbot/fashionbot"
     scraper_allow_hosts: list[str] = Field(default_factory=list)
+    scraper_max_pages: int = Field(default=60, ge=1, description="HTML pages (search + product pages) one trend may fetch.")
+    scraper_max_products: int = Field(default=30, ge=1, description="A trend stops after this many products.")
+    scraper_min_delay: float = Field(default=1.0, ge=0, description="Seconds between request starts to one shop host.")
+    scraper_timeout: float = Field(default=20.0, gt=0, description="Seconds per request attempt, connect to last byte.")
+    trend_max_running: int = Field(default=2, ge=1, description="Trends running at once (besides one per tag and per user).")
 
     telegram_bot_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN", "FASHIONBOT_TELEGRAM_BOT_TOKEN")

@@ -112,3 +112,20 @@ class TrendRow(Base):
     indexed: Mapped[int] = mapped_column(Integer, default=0)
     skipped: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(16), default="running")
+
+
+class OfferRow(Base):
+    """The same product (near-identical picture) at another shop: price comparison.
+    The item itself keeps its first shop's listing; each further shop adds one offer."""
+
+    __tablename__ = "offers"
+    __table_args__ = (UniqueConstraint("item_id", "shop", name="uq_offer_item_shop"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    shop: Mapped[str] = mapped_column(String(128))
+    price: Mapped[float | None] = mapped_column(Float)
+    currency: Mapped[str] = mapped_column(String(8), default="EUR")
+    url: Mapped[str | None] = mapped_column(String(2048))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

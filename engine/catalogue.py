@@ -16,6 +16,9 @@ import io
 import itertools
 import json
 import logging
+import socket
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -152,7 +155,10 @@ def _parse_price(raw: str | float | None) -> tuple[float | None, str]:
     if len(parts) == 2 and parts[1].isalpha():
         text, currency = parts[0], parts[1].upper()
     text = text.replace(",", ".") if text.count(",") == 1 and "." not in text else text.replace(",", "")
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"price {str(raw)[:40]!r} is not a number") from None
     if not (0 <= value < 1_000_000):
         raise ValueError(f"implausible price {raw!r}")
     return value, currency
@@ -175,11 +181,28 @@ def _read_capped(path: Path, max_bytes: int) -> bytes:
     return data
 
 
-def _download(url: str, max_bytes: int) -> bytes:
-    import urllib.request
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # noqa: ANN002, ANN003 - urllib's signature
+        return None  # a redirect surfaces as an HTTPError: feed images must link directly
 
+
+def _download(url: str, max_bytes: int) -> bytes:
+    """Fetch a feed image: public addresses only (the scraper's SSRF rules), no
+    redirects, size-capped while reading."""
+    from scraper.ssrf import forbidden_reason
+
+    host = urllib.parse.urlsplit(url).hostname or ""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except socket.gaierror as err:
+        raise OSError(f"can't resolve {host}: {err.strerror}") from None
+    for address in addresses:
+        reason = forbidden_reason(address)
+        if reason:
+            raise OSError(f"refused {host}: {reason} address")
+    opener = urllib.request.build_opener(_NoRedirects)
     req = urllib.request.Request(url, headers={"User-Agent": "fashionbot-feed-ingest"})
-    with urllib.request.urlopen(req, timeout=20) as resp:  # noqa: S310 - http(s) only, checked above
+    with opener.open(req, timeout=20) as resp:
         data = resp.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise BadImage(f"image over {max_bytes} bytes")

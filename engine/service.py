@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -18,16 +18,24 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 
 from bot.settings import Settings
+from db import trend_store
 from db.store import NewItem, Store
 from engine.backbones import LoadedBackbone, load_backbone
 from engine.embedder import Embedder, prepare
 from engine.errors import EmptyCatalogue, IndexOutOfDate, UnknownItem
 from engine.images import open_image, to_jpeg
 from engine.index import IndexMeta, IndexMismatch, VectorIndex
-from engine.types import About, Item, Recommendation, ScoredItem, StyleSummary, TrendInfo, UserRef
+from engine import styles
+from engine.collage import render_collage
+from engine.trends import TrendRunner
+from engine.types import About, Item, Recommendation, ScoredItem, StyleCluster, StyleSummary, TrendInfo, UserRef
+from engine.types import TrendProgress
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+LIKE_WEIGHT = 2.0  # a liked catalogue item counts as much as two of the user's photos
+MAX_STYLES_SHOWN = 4
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,9 @@ class FashionService:
         # Decoding and index searches: bounded, off the loop.
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fashion-io")
         self._write_lock = asyncio.Lock()  # one catalogue writer at a time
+        self._trends = TrendRunner(self)  # /trend: shop crawls feeding add_items (engine/trends.py)
         self._closed = False
+        self._profiles = styles.ProfileCache()
 
     # ---- lifecycle ----------------------------------------------------------
     @classmethod
@@ -83,6 +93,7 @@ class FashionService:
         if self._closed:
             return
         self._closed = True
+        await self._trends.close()  # stop running trends before the store goes away
         if self._index_problem is None and len(self.index):
             await self.save_index()
         self.embedder.close()
@@ -241,14 +252,55 @@ class FashionService:
         keep = await self._personalise(keep, user_id)
         keep = keep[:k]
         items = await self.store.items([i for i, _ in keep])
+        offers = await trend_store.offers_for(self.store, list(items))
         return [
-            ScoredItem(item=items[i], rank=rank, score=round(s, 4))
+            ScoredItem(item=items[i], rank=rank, score=round(s, 4), offers=offers.get(i, ()))
             for rank, (i, s) in enumerate(((i, s) for i, s in keep if i in items), start=1)
         ]
 
     async def _personalise(self, ranked: list[tuple[int, float]], user_id: int | None) -> list[tuple[int, float]]:
-        """Hook for style re-ranking (engine/styles.py); identity without a profile."""
-        return ranked
+        """Lean results gently towards the user's representative style (``style_weight``;
+        0 turns it off). The profile comes from the cache, so this costs a dot product."""
+        alpha = self.settings.style_weight
+        if user_id is None or alpha <= 0 or len(ranked) < 2:
+            return ranked
+        profile = await self._profile(user_id, for_ranking=True)
+        if profile is None:
+            return ranked
+        ids = [i for i, _ in ranked]
+        vectors = await self._run(self.index.vectors, ids)
+        order = styles.rerank(vectors, np.array([s for _, s in ranked]), profile.representative.centroid, alpha)
+        return [ranked[i] for i in order]
+
+    async def _profile(self, user_id: int, *, for_ranking: bool = False) -> styles.StyleProfile | None:
+        """The user's style profile from photos plus liked items (cached per history version).
+
+        For ranking, the version moves in steps of ~10% of the history, so a long
+        history is not re-clustered on every photo."""
+        photos, last_photo = await self.store.photo_embeddings(user_id, self.model_key)
+        if len(photos) < self.settings.style_min_photos:
+            return None
+        likes = sorted(i for i, v in (await self.store.feedback(user_id)).items() if v > 0)
+        count = len(photos)
+        if for_ranking and count >= 20:
+            step = count // 10
+            count -= count % step
+            photos = photos[:count]
+        version = (count, last_photo if not for_ranking else count, tuple(likes))
+
+        def build() -> styles.StyleProfile | None:
+            vectors, weights = photos, np.ones(len(photos), dtype=np.float32)
+            liked = [i for i in likes if i in self.index]
+            if liked:
+                vectors = np.vstack([photos, self.index.vectors(liked)])
+                weights = np.concatenate([weights, np.full(len(liked), LIKE_WEIGHT, dtype=np.float32)])
+            return styles.build_profile(
+                vectors, weights=weights, min_photos=self.settings.style_min_photos,
+                distance_threshold=self.settings.style_distance_threshold,
+            )
+
+        key = (user_id, self.model_key, "rank" if for_ranking else "full")
+        return await self._run(self._profiles.get_or_build, key, version, build)
 
     # ---- items, feedback, forget, about -------------------------------------------
     async def item(self, item_id: int) -> Item:
@@ -271,17 +323,52 @@ class FashionService:
         await self.store.set_feedback(user_id, item_id, value)
 
     async def forget(self, user: UserRef) -> dict[str, int]:
-        return await self.store.forget_user(user.platform, user.user_id)
+        user_id = await self.store.user_id(user.platform, user.user_id, create=False)
+        counts = await self.store.forget_user(user.platform, user.user_id)
+        if user_id is not None:
+            for purpose in ("rank", "full"):
+                self._profiles.invalidate((user_id, self.model_key, purpose))
+        return counts
 
     async def style(self, user: UserRef) -> StyleSummary:
+        """The user's styles (representative first) with top items and a collage, or a
+        cold start (popular items) while there are too few photos."""
         user_id = await self.store.user_id(user.platform, user.user_id, create=False)
         count = 0
+        profile = None
         if user_id is not None:
-            vectors, _ = await self.store.photo_embeddings(user_id, self.model_key)
-            count = len(vectors)
-        popular = await self.popular()
-        return StyleSummary(
-            photo_count=count, needed=max(0, self.settings.style_min_photos - count), popular=popular
+            photos, _ = await self.store.photo_embeddings(user_id, self.model_key)
+            count = len(photos)
+            if count >= self.settings.style_min_photos and len(self.index):
+                profile = await self._profile(user_id)
+        if profile is None:
+            return StyleSummary(
+                photo_count=count,
+                needed=max(0, self.settings.style_min_photos - count),
+                popular=await self.popular(),
+            )
+        disliked = {i for i, v in (await self.store.feedback(user_id)).items() if v < 0}
+        shown = _clusters_to_show(profile)
+        clusters: list[StyleCluster] = []
+        for n, cluster in enumerate(shown):
+            items = await self.search(cluster.centroid, self.settings.top_k if n == 0 else 5, exclude=disliked)
+            neighbours = [
+                {"category": s.item.category, "color": s.item.color, "brand": s.item.brand, "tags": ",".join(s.item.tags)}
+                for s in items
+            ]
+            clusters.append(
+                StyleCluster(name=styles.name_cluster(neighbours), share=cluster.share, size=cluster.size, items=items)
+            )
+        collage = await self._collage(clusters)
+        return StyleSummary(photo_count=count, needed=0, clusters=clusters, collage_jpeg=collage)
+
+    async def _collage(self, clusters: list[StyleCluster]) -> bytes:
+        rows = []
+        for c in clusters:
+            images = [await self.store.item_image(s.item.id) or b"" for s in c.items[:5]]
+            rows.append((c.name, images))
+        return await self._run(
+            partial(render_collage, rows, shares=[c.share for c in clusters], title="Your style")
         )
 
     async def popular(self, k: int = 10) -> list[ScoredItem]:
@@ -289,8 +376,14 @@ class FashionService:
         items = await self.store.items(ids)
         return [ScoredItem(item=items[i], rank=r, score=0.0) for r, i in enumerate(ids, start=1) if i in items]
 
+    def trend(self, tag: str, user: UserRef | None = None) -> AsyncIterator[TrendProgress]:
+        """Search the configured shops for ``tag`` and index what they sell, live: progress
+        snapshots, the last with ``done=True`` (joins the tag's trend when it is running)."""
+        return self._trends.trend(tag, user)
+
     async def trends(self) -> list[TrendInfo]:
-        return await self.store.trends()
+        """Recent trends, each with the number of catalogue items carrying its tag."""
+        return await self._trends.trends()
 
     async def about(self) -> About:
         return About(
@@ -304,3 +397,11 @@ class FashionService:
             index_state=self.index_state,
             precision=self.embedder.precision,
         )
+
+
+def _clusters_to_show(profile: styles.StyleProfile) -> list[styles.ClusterProfile]:
+    """The representative style, then the others that hold at least two photos and
+    5% of the history (one-off photos are noise, not a style), at most four."""
+    rep, *rest = profile.clusters
+    keep = [c for c in rest if c.size >= 2 and c.share >= 0.05]
+    return [rep, *keep][:MAX_STYLES_SHOWN]

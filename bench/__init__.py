@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print figures and save them as JSON under bench/results/."""
