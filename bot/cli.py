@@ -142,6 +142,72 @@ async def cmd_trend(args: argparse.Namespace, settings: Settings) -> int:
         await service.close()
 
 
+async def _serve(settings: Settings, frontends_for) -> int:
+    """Build the service once, run the front-ends ``frontends_for(service)`` returns."""
+    from bot.app import run_frontends
+
+    service = await _service(settings)
+    try:
+        return await run_frontends(frontends_for(service))
+    finally:
+        await service.close()
+
+
+async def cmd_telegram(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import FrontEnd
+    from bot.telegram_bot import run_telegram
+
+    opts = {"webhook_url": args.webhook_url, "listen": args.listen, "port": args.port}
+    if not (settings.telegram_bot_token and settings.telegram_bot_token.get_secret_value().strip()):
+        print("No Telegram bot token: set TELEGRAM_BOT_TOKEN (from @BotFather).", file=sys.stderr)
+        return 2
+    return await _serve(settings, lambda svc: [FrontEnd("telegram", lambda: run_telegram(svc, settings, **opts))])
+
+
+async def cmd_discord(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import FrontEnd
+    from bot.discord_bot import run_discord
+
+    if not (settings.discord_bot_token and settings.discord_bot_token.get_secret_value().strip()):
+        print("No Discord bot token: set DISCORD_BOT_TOKEN.", file=sys.stderr)
+        return 2
+    return await _serve(settings, lambda svc: [FrontEnd("discord", lambda: run_discord(svc, settings))])
+
+
+def _web_frontend(service, settings: Settings, host: str | None, port: int | None):
+    from bot.app import FrontEnd
+    from bot.web import run_web
+
+    def ready(url: str) -> None:
+        print(f"fashionbot web chat: {url}  (Ctrl-C stops)", flush=True)
+
+    return FrontEnd("web", lambda: run_web(service, settings, host=host, port=port, on_ready=ready))
+
+
+async def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
+    return await _serve(settings, lambda svc: [_web_frontend(svc, settings, args.host, args.port)])
+
+
+async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    """Every front-end whose token is set, in one process, on one service (plus the web
+    chat with --web)."""
+    from bot.app import configured_bots
+
+    def frontends(svc):
+        found = configured_bots(svc, settings)
+        if args.web:
+            found.append(_web_frontend(svc, settings, args.host, args.port))
+        return found
+
+    return await _serve(settings, frontends)
+
+
+async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.demo import run_demo
+
+    return await run_demo(settings, full=args.full, limit=args.limit, host=args.host, port=args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fashionbot", description="Visual fashion search: a photo in, similar items out.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -162,6 +228,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("about", help="backbone, weights, catalogue and index state")
     sub.add_parser("reindex", help="re-embed (if the backbone changed) and rebuild the index")
+    tg = sub.add_parser("telegram", help="run the Telegram bot (long polling, or a webhook)")
+    tg.add_argument("--webhook-url", help="public https URL Telegram posts updates to (default: long polling)")
+    tg.add_argument("--listen", default="127.0.0.1", help="address the webhook server listens on")
+    tg.add_argument("--port", type=int, default=8443, help="port the webhook server listens on")
+    sub.add_parser("discord", help="run the Discord bot")
+    for name, text in (("web", "run the local web chat"), ("run", "run every bot whose token is set, on one service")):
+        p = sub.add_parser(name, help=text)
+        if name == "run":
+            p.add_argument("--web", action="store_true", help="serve the web chat too")
+        p.add_argument("--host", default=None, help="web chat address (default 127.0.0.1)")
+        p.add_argument("--port", type=int, default=None, help="web chat port (default 8080)")
+    demo = sub.add_parser("demo", help="fill the catalogue, start a demo shop and the web chat (and bots with tokens)")
+    demo.add_argument("--full", action="store_true", help="all 70,000 Fashion-MNIST images instead of a subset")
+    demo.add_argument("--limit", type=int, default=None, help="how many Fashion-MNIST training images (default 5000)")
+    demo.add_argument("--host", default=None, help="web chat address (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=None, help="web chat port (default 8080)")
+
     trend = sub.add_parser("trend", help="search the configured shops for a trend and add what they sell")
     trend.add_argument("tag", nargs="*", help="e.g. dress (none: list recent trends)")
     return parser
@@ -173,6 +256,11 @@ COMMANDS = {
     "about": cmd_about,
     "reindex": cmd_reindex,
     "trend": cmd_trend,
+    "telegram": cmd_telegram,
+    "discord": cmd_discord,
+    "web": cmd_web,
+    "run": cmd_run,
+    "demo": cmd_demo,
 }
 
 

@@ -21,11 +21,28 @@ RATE_LIMITED = "You're sending photos faster than I can look at them. Please wai
 INTERNAL_ERROR = "Something went wrong on my side while handling that. Please try again in a moment."
 FORGET_CONFIRM = "This deletes your photos' fingerprints, your style profile, your ratings and your history. Are you sure?"
 FORGOTTEN = "Done: I've deleted everything I kept about you ({photos} photos, {feedback} ratings, {recommendations} results)."
+
+
+def forgotten(counts: dict[str, int]) -> str:
+    """The /forget confirmation, with counts in words people use ("1 photo", "2 photos")."""
+    def n(key: str, word: str) -> str:
+        value = counts.get(key, 0)
+        return f"{value} {word}{'' if value == 1 else 's'}"
+
+    return (
+        "Done: I've deleted everything I kept about you "
+        f"({n('photos', 'photo')}, {n('feedback', 'rating')}, {n('recommendations', 'result')})."
+    )
 FEEDBACK_THANKS = {1: "Thanks! I'll show you more like this.", -1: "Got it, I won't show you that one again."}
 
 
+def megabytes(n: int) -> str:
+    """Sizes as people read them (binary megabytes, like the platforms' own limits)."""
+    return f"{n / 2**20:.1f}".removesuffix(".0") + " MB"
+
+
 def too_large(size_bytes: int, limit_bytes: int) -> str:
-    return f"That file is {size_bytes / 1e6:.1f} MB; I can take photos up to {limit_bytes / 1e6:.0f} MB."
+    return f"That file is {megabytes(size_bytes)}; I can take photos up to {megabytes(limit_bytes)}."
 
 
 def caption(s: ScoredItem) -> str:

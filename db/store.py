@@ -13,8 +13,8 @@ import numpy as np
 from sqlalchemy import delete, event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from db.models import Base, FeedbackRow, ItemRow, PhotoRow, RecommendationRow, TrendRow, UserRow
-from engine.types import Item, TrendInfo
+from db.models import FeedbackRow, ItemRow, PhotoRow, RecommendationRow, TrendRow, UserRow
+from engine.types import Item
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,11 @@ class Store:
         self.session = async_sessionmaker(self.engine, expire_on_commit=False)
 
     async def create(self) -> None:
+        """Bring the schema up to date (Alembic migrations, see db/migrate.py)."""
+        from db.migrate import upgrade
+
         async with self.engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
+            await conn.run_sync(upgrade)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -258,19 +261,6 @@ class Store:
             await s.execute(update(TrendRow).where(TrendRow.started_by == uid).values(started_by=None))
             counts["users"] = (await s.execute(delete(UserRow).where(UserRow.id == uid))).rowcount or 0
         return counts
-
-    # ---- trends -------------------------------------------------------------
-    async def trends(self, limit: int = 10) -> list[TrendInfo]:
-        async with self.session() as s:
-            rows = (
-                await s.execute(
-                    select(TrendRow.tag, func.sum(TrendRow.indexed), func.max(TrendRow.started_at))
-                    .group_by(TrendRow.tag)
-                    .order_by(func.max(TrendRow.started_at).desc())
-                    .limit(limit)
-                )
-            ).all()
-        return [TrendInfo(tag=r[0], item_count=int(r[1] or 0), last_run=r[2]) for r in rows]
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI types

@@ -38,8 +38,7 @@ def open_image(
         raise BadImage("That file is empty. Please send a photo.")
     if len(data) > max_bytes:
         raise BadImage(
-            f"That image is too large ({len(data) / 1e6:.1f} MB); "
-            f"the limit is {max_bytes / 1e6:.0f} MB."
+            f"That image is too large ({_mb(len(data))}); the limit is {_mb(max_bytes)}."
         )
     try:
         with warnings.catch_warnings():
@@ -70,6 +69,10 @@ def open_image(
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         # Truncated or corrupt data surfaces as any of these, depending on the codec.
         raise BadImage("That image seems to be damaged or incomplete. Please send it again.") from None
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.1f}".removesuffix(".0") + " MB"
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

