@@ -20,9 +20,6 @@ HINT = "Send me a photo of an outfit and I'll find similar items. /help lists wh
 RATE_LIMITED = "You're sending photos faster than I can look at them. Please wait {seconds} s and try again."
 INTERNAL_ERROR = "Something went wrong on my side while handling that. Please try again in a moment."
 FORGET_CONFIRM = "This deletes your photos' fingerprints, your style profile, your ratings and your history. Are you sure?"
-FORGOTTEN = "Done: I've deleted everything I kept about you ({photos} photos, {feedback} ratings, {recommendations} results)."
-
-
 def forgotten(counts: dict[str, int]) -> str:
     """The /forget confirmation, with counts in words people use ("1 photo", "2 photos")."""
     def n(key: str, word: str) -> str:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import delete, event, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import defer
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from db.models import FeedbackRow, ItemRow, PhotoRow, RecommendationRow, TrendRow, UserRow
@@ -61,7 +63,9 @@ class Store:
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True)
+        # A fixed pool: opening an aiosqlite connection starts a thread, which stalls the
+        # event loop, so bursts must reuse connections rather than open and close them.
+        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True, pool_size=16, max_overflow=0)
         if url.startswith("sqlite"):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.session = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -105,7 +109,8 @@ class Store:
         if not ids:
             return {}
         async with self.session() as s:
-            rows = (await s.execute(select(ItemRow).where(ItemRow.id.in_(list(ids))))).scalars()
+            q = select(ItemRow).options(defer(ItemRow.image), defer(ItemRow.embedding)).where(ItemRow.id.in_(list(ids)))
+            rows = (await s.execute(q)).scalars()
             return {r.id: to_item(r) for r in rows}
 
     async def item_image(self, item_id: int) -> bytes | None:
@@ -163,15 +168,22 @@ class Store:
 
     # ---- users, photos, recommendations, feedback -------------------------
     async def user_id(self, platform: str, platform_user_id: str, *, create: bool = True) -> int | None:
-        async with self.session.begin() as s:
-            q = select(UserRow.id).where(UserRow.platform == platform, UserRow.platform_user_id == platform_user_id)
+        """The user's row id (created on first sight). Two first requests of a new user
+        can race here: the loser's insert hits the unique constraint and re-reads."""
+        q = select(UserRow.id).where(UserRow.platform == platform, UserRow.platform_user_id == platform_user_id)
+        async with self.session() as s:
             found = (await s.execute(q)).scalar_one_or_none()
-            if found is not None or not create:
-                return found
-            row = UserRow(platform=platform, platform_user_id=platform_user_id)
-            s.add(row)
-            await s.flush()
-            return row.id
+        if found is not None or not create:
+            return found
+        try:
+            async with self.session.begin() as s:
+                row = UserRow(platform=platform, platform_user_id=platform_user_id)
+                s.add(row)
+                await s.flush()
+                return row.id
+        except IntegrityError:
+            async with self.session() as s:
+                return (await s.execute(q)).scalar_one()
 
     async def add_photo(self, user_id: int, embedding: np.ndarray, model: str) -> int:
         async with self.session.begin() as s:

@@ -367,7 +367,7 @@ async def test_style_cold_start_and_forget(make_client, service, photo_of):
     assert resp.status == 200
     body = await resp.json()
     assert body["deleted"]["photos"] == 1 and body["deleted"]["users"] == 1
-    assert body["message"].startswith("Done: I've deleted everything I kept about you (1 photos")
+    assert body["message"] == render.forgotten({"photos": 1, "feedback": 0, "recommendations": 10})
     assert await service.store.user_id("web", uid, create=False) is None
     assert await _uid(client) != uid  # a fresh anonymous identity afterwards
 
