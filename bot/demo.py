@@ -14,6 +14,7 @@ import time
 from bot.settings import Settings
 
 DEFAULT_LIMIT = 5000
+DEMO_SHOP_PORT = 8765
 
 
 async def fill_catalogue(service, *, full: bool, limit: int | None) -> None:
@@ -44,7 +45,10 @@ async def run_demo(
     from scraper.demo_shop import demo_allow_entry, start_demo_shop, write_demo_shops_toml
 
     started = time.monotonic()
-    shop_url, shop_runner = await start_demo_shop()
+    try:  # a fixed port keeps the links of items found by earlier /trend runs working
+        shop_url, shop_runner = await start_demo_shop(DEMO_SHOP_PORT)
+    except OSError:
+        shop_url, shop_runner = await start_demo_shop()
     if settings.shops_file is None:  # the operator's own shops win; otherwise the demo shop
         settings.shops_file = write_demo_shops_toml(settings.data_dir / "demo-shops.toml", shop_url)
         settings.scraper_min_delay = min(settings.scraper_min_delay, 0.1)  # our own shop: no need to wait

@@ -160,3 +160,22 @@ async def test_schema_comes_from_the_migrations(tmp_path) -> None:
         found = await conn.run_sync(columns)
     await store.close()
     assert found == {t.name: {c.name for c in t.columns} for t in Base.metadata.sorted_tables}
+
+
+async def test_a_database_from_before_migrations_is_adopted(tmp_path) -> None:
+    """Tables made by create_all (no alembic_version) are stamped, not re-created."""
+    from sqlalchemy import text
+
+    from db.models import Base
+    from db.store import Store
+
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'old.sqlite3'}")
+    async with store.engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+        await conn.execute(text("DROP TABLE offers"))  # a table added later
+    await store.create()
+    async with store.engine.connect() as conn:
+        version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
+        offers = (await conn.execute(text("SELECT count(*) FROM offers"))).scalar_one()
+    await store.close()
+    assert version == "0001" and offers == 0

@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
+from tests.fakes.proxy import Proxy
 from bot import render
 from bot.web import CSP, STATIC_DIR, TREND_UNAVAILABLE, build_web_app, run_web, safe_url, start_web
 from browser import add_item
@@ -49,20 +50,6 @@ def photo_form(data: bytes, name: str = "photo.jpg") -> aiohttp.FormData:
     form = aiohttp.FormData()
     form.add_field("photo", data, filename=name, content_type="image/jpeg")
     return form
-
-
-class Proxy:
-    """The real service with some methods replaced (and ``hidden`` attributes removed)."""
-
-    def __init__(self, real, hidden: tuple[str, ...] = (), **methods) -> None:
-        self._real, self._hidden, self._methods = real, hidden, methods
-
-    def __getattr__(self, name):
-        if name in self._hidden:
-            raise AttributeError(name)
-        if name in self._methods:
-            return self._methods[name]
-        return getattr(self._real, name)
 
 
 # ---- upload size cap -------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest_asyncio
 from sqlalchemy import func, select
 
 import browser as chromium
+from tests.fakes.proxy import Proxy
 from bot import render
 from bot.web import TREND_UNAVAILABLE, start_web
 from db.models import FeedbackRow, PhotoRow, RecommendationRow, UserRow
@@ -31,20 +32,6 @@ async def browser():
     b = await chromium.Browser.launch(1280, 900)
     yield b
     await b.close()
-
-
-class Proxy:
-    """The real service with some methods replaced (and ``hidden`` attributes removed)."""
-
-    def __init__(self, real, hidden: tuple[str, ...] = (), **methods) -> None:
-        self._real, self._hidden, self._methods = real, hidden, methods
-
-    def __getattr__(self, name):
-        if name in self._hidden:
-            raise AttributeError(name)
-        if name in self._methods:
-            return self._methods[name]
-        return getattr(self._real, name)
 
 
 @pytest_asyncio.fixture
