@@ -332,6 +332,18 @@ async def test_help_about_style_and_trend(bot, fake, service):
         assert trend.content == TREND_UNAVAILABLE
 
 
+async def test_style_sends_the_collage_after_a_few_photos(bot, fake, service, photo_of):
+    lee = fake.user("lee")
+    for nth in range(service.settings.style_min_photos):
+        sent = await fake.send_dm(lee, "", [fake.attachment(photo_of("Sneaker", nth))])
+        await fake.wait_reply(sent)
+    style = await fake.wait_answer(await fake.slash("style", user=lee))
+    assert style.content.startswith("Your style:") and "Sneakers" in style.content
+    assert style.embeds[0]["image"]["url"] == "attachment://style.jpg"
+    collage = Image.open(io.BytesIO(style.files["style.jpg"]))
+    assert collage.format == "JPEG" and collage.width >= 400
+
+
 def service_user(user: dict):
     from engine.types import UserRef
 

@@ -325,6 +325,30 @@ async def test_trend_progress_is_live(service, browser, open_chat):
     assert counts == ["7", "3", "4"]
 
 
+async def test_trend_on_the_demo_shop_indexes_new_items(service, browser, open_chat, tmp_path):
+    """The real trend: the real scraper against the offline demo shop on 127.0.0.1."""
+    from scraper.demo_shop import demo_allow_entry, start_demo_shop, write_demo_shops_toml
+
+    url, runner = await start_demo_shop()
+    settings = service.settings
+    settings.shops_file = write_demo_shops_toml(tmp_path / "shops.toml", url)
+    settings.scraper_allow_hosts = [demo_allow_entry(url)]
+    settings.scraper_min_delay = 0.0
+    before = len(service.index)
+    try:
+        await open_chat()
+        await browser.js("document.getElementById('composer-text').focus()")
+        await browser.keys("/trend dress", chromium.ENTER)
+        await browser.wait_js("document.querySelector('.msg.bot.wide h2')?.textContent === 'Trend “dress”: done'", 60)
+        cards = await browser.js("return [...document.querySelectorAll('.msg.bot.wide .card h3')].map(h => h.textContent)")
+    finally:
+        await runner.cleanup()
+    assert cards and all("Dress" in title for title in cards), cards
+    assert len(service.index) == before + 3  # the demo shop sells three dresses
+    counts = await browser.js("return [...document.querySelectorAll('.counts dd')].map(d => d.textContent)")
+    assert counts[:2] == ["3", "3"], counts
+
+
 async def test_bad_file_gets_a_friendly_reply(browser, open_chat, tmp_path):
     await open_chat()
     path = tmp_path / "notes.jpg"
