@@ -20,7 +20,7 @@ from PIL import Image
 from pydantic import SecretStr
 
 from bot import render
-from bot.discord_bot import FEEDBACK_TEMPLATE, HELP, TREND_UNAVAILABLE, DiscordStartError, public_http_url, run_discord
+from bot.discord_bot import FEEDBACK_TEMPLATE, HELP, DiscordStartError, public_http_url, run_discord
 from engine.images import BadImage, open_image
 from tests.fakes.discord_api import DIRECT_MESSAGES, GUILD_MESSAGES, GUILDS, PRIVILEGED, FakeDiscord, SentMessage
 
@@ -326,10 +326,7 @@ async def test_help_about_style_and_trend(bot, fake, service):
     assert style.ephemeral and style.content == render.style_text(await service.style(service_user(kim)))
 
     trend = await fake.wait_answer(await fake.slash("trend", {"tag": "dress"}, user=kim))
-    if hasattr(service, "trend"):
-        assert trend.content.startswith("Trend “dress”")
-    else:
-        assert trend.content == TREND_UNAVAILABLE
+    assert trend.content.startswith("Trend “dress”")
 
 
 async def test_style_sends_the_collage_after_a_few_photos(bot, fake, service, photo_of):

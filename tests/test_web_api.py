@@ -422,8 +422,6 @@ async def test_trend_streams_progress_lines(make_client, service):
 async def test_trend_with_the_real_engine_ends_with_done(make_client, service):
     """Whatever the engine's trend says (here: no shops configured), the stream ends with
     a final snapshot, and the page gets the engine's own words."""
-    if not hasattr(service, "trend"):
-        pytest.skip("this engine has no trend yet")
     client = await make_client()
     assert (await (await client.get("/api/config")).json())["trend_available"] is True
     resp = await asyncio.wait_for(client.post("/api/trend", json={"tag": "dress"}, headers=origin(client)), 30)
