@@ -18,7 +18,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes; the index at 100,000 items")
     parser.add_argument("--batch-size", type=int, default=None, help="embedder batch size (default: settings)")
     parser.add_argument("--precision", default=None, choices=("auto", "fp32", "bf16"),
-                        help="our path's precision (default: bf16 where the CPU has it natively, else fp32)")
+                        help="our path's precision (default auto: bf16 from the stage where it agrees with fp32, on CPUs with native bf16)")
     parser.add_argument("--no-compile", action="store_true", help="run our model eagerly (no torch.compile)")
     args = parser.parse_args()
     sections = list(SECTIONS) if "all" in args.sections else [s for s in SECTIONS if s in args.sections]

@@ -4,9 +4,11 @@
 
 Embedder: images/second for ResNet-50 (random weights: ImageNet weights are not
 available offline, and speed does not depend on the values) and EfficientNet-Lite0
-(real weights), at batch 1 and batched, fp32 and bf16 where the CPU has native
-bf16, plus the bf16-vs-fp32 feature cosine on real Fashion-MNIST images. The
-baseline of each ratio is fp32 at batch 1 in the same run.
+(real weights), at batch 1 and batched, in fp32, in bf16 everywhere, and in the
+mixed plan the embedder picks at start-up (fp32 first stages, bf16 after; see
+engine/precision.py), where the CPU has native bf16; plus each one's feature cosine
+against fp32 on real Fashion-MNIST images. The baseline of each ratio is fp32 at
+batch 1 in the same run.
 
 Index: hnswlib recall@10 against exact (brute-force) search on 50,000 vectors,
 and query time, for our settings against numpy brute force in the same run.
@@ -43,12 +45,12 @@ def real_pixels(n: int, size: int) -> np.ndarray:
     return np.stack([prepare(fashion_mnist_picture(images[i]), size) for i in range(n)])
 
 
-def images_per_second(emb: Embedder, pixels: np.ndarray, batch: int, bf16: bool, seconds: float) -> float:
-    emb.forward(pixels[:batch], bf16=bf16)  # warm-up
+def images_per_second(emb: Embedder, pixels: np.ndarray, batch: int, seconds: float) -> float:
+    emb.forward(pixels[:batch])  # warm-up
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         i = (done // batch) % max(1, len(pixels) // batch)
-        emb.forward(pixels[i * batch : (i + 1) * batch], bf16=bf16)
+        emb.forward(pixels[i * batch : (i + 1) * batch])
         done += batch
     return done / (time.perf_counter() - start)
 
@@ -58,22 +60,27 @@ def bench_embedder(quick: bool) -> dict:
     out: dict = {}
     bf16_ok = cpu_has_native_bf16()
     for backbone in (load_efficientnet_lite(), resnet50_random()):
-        emb = Embedder(backbone, precision="fp32")
         pixels = real_pixels(64, backbone.input_size)
         row: dict = {}
-        for batch in (1, 32):
-            for bf16 in (False, True) if bf16_ok else (False,):
-                key = f"batch{batch}_{'bf16' if bf16 else 'fp32'}"
-                row[key] = round(images_per_second(emb, pixels, batch, bf16, seconds), 1)
-                print(f"{backbone.name:20s} {key:14s} {row[key]:8.1f} img/s", flush=True)
+        reference = None
+        for precision in ("fp32", "auto", "bf16") if bf16_ok else ("fp32",):
+            emb = Embedder(backbone, precision=precision)
+            label = {"fp32": "fp32", "auto": "mixed", "bf16": "bf16"}[precision]
+            row[f"{label}_plan"] = emb.precision
+            for batch in (1, 32):
+                key = f"batch{batch}_{label}"
+                row[key] = round(images_per_second(emb, pixels, batch, seconds), 1)
+                print(f"{backbone.name:20s} {key:14s} {row[key]:8.1f} img/s  ({emb.precision})", flush=True)
+            feats = emb.forward(pixels)
+            if reference is None:
+                reference = feats
+            else:
+                cos = np.sum(reference * feats, axis=1)
+                row[f"{label}_cosine_min"], row[f"{label}_cosine_mean"] = float(cos.min()), float(cos.mean())
+                print(f"{backbone.name:20s} {label} vs fp32 cosine: min {cos.min():.5f} mean {cos.mean():.5f}")
+            emb.close()
         base = row["batch1_fp32"]
         row["ratios_vs_batch1_fp32"] = {k: round(v / base, 2) for k, v in row.items() if k.startswith("batch")}
-        if bf16_ok:
-            a, b = emb.forward(pixels, bf16=False), emb.forward(pixels, bf16=True)
-            cos = np.sum(a * b, axis=1)
-            row["bf16_cosine_min"], row["bf16_cosine_mean"] = float(cos.min()), float(cos.mean())
-            print(f"{backbone.name:20s} bf16 vs fp32 cosine: min {cos.min():.5f} mean {cos.mean():.5f}")
-        emb.close()
         out[backbone.name] = row
     return out
 

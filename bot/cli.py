@@ -247,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     trend = sub.add_parser("trend", help="search the configured shops for a trend and add what they sell")
     trend.add_argument("tag", nargs="*", help="e.g. dress (none: list recent trends)")
+
+    from bot import quality_cli
+
+    quality_cli.add_parsers(sub)
     return parser
 
 
@@ -261,7 +265,15 @@ COMMANDS = {
     "web": cmd_web,
     "run": cmd_run,
     "demo": cmd_demo,
+    "eval": lambda args, settings: _quality("cmd_eval", args, settings),
+    "train-head": lambda args, settings: _quality("cmd_train_head", args, settings),
 }
+
+
+def _quality(name: str, args: argparse.Namespace, settings: Settings):
+    from bot import quality_cli
+
+    return getattr(quality_cli, name)(args, settings)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,6 +291,13 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(COMMANDS[args.command](args, settings))
     except KeyboardInterrupt:
         return 130
+    except Exception as err:
+        from engine.backbones import BackboneUnavailable
+
+        if isinstance(err, BackboneUnavailable):  # missing weights, a bad or foreign head file
+            print(f"Can't load the model: {err}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

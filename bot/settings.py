@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-BackboneName = Literal["auto", "resnet50", "efficientnet-lite0"]
+BackboneName = Literal["auto", "resnet50", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
 
 
 class Settings(BaseSettings):
@@ -25,7 +25,15 @@ class Settings(BaseSettings):
     allow_weight_download: bool = Field(
         default=True, description="Let torchvision fetch ResNet-50 weights when online (auto falls back when it can't)."
     )
+    head: Path | None = Field(
+        default=None, description="A head file from `fashionbot train-head`; run `fashionbot reindex` after changing it."
+    )
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: bool = Field(
+        default=False,
+        description="torch.compile the model at start-up: about 35 s more start-up for faster embedding "
+        "(docs/benchmarks.md); worth it for a long-running bot.",
+    )
     batch_size: int = Field(default=32, ge=1, le=512)
     micro_batch_wait_ms: float = Field(default=4.0, ge=0, description="How long a lone request waits for company.")
     torch_threads: int | None = None

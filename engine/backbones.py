@@ -10,9 +10,13 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from engine.head import HeadInfo
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,17 @@ class LoadedBackbone:
     weights_source: str
     fingerprint: str  # short sha256 of the weights file
     note: str = ""  # e.g. why `auto` fell back
+    head: HeadInfo | None = None  # a trained head on top (engine/head.py)
+
+    @property
+    def head_fingerprint(self) -> str:
+        return self.head.fingerprint if self.head else ""
+
+    @property
+    def model_key(self) -> str:
+        """Names the vectors this model makes: stored embeddings are keyed by it."""
+        key = f"{self.name}:{self.fingerprint}"
+        return f"{key}+head:{self.head.fingerprint}" if self.head else key
 
 
 def file_fingerprint(path: Path) -> str:
@@ -146,7 +161,7 @@ def load_backbone(name: str = "auto", weights: Path | None = None, allow_downloa
     if name.startswith("efficientnet-lite"):
         return load_efficientnet_lite(name)
     if name != "auto":
-        raise BackboneUnavailable(f"Unknown backbone {name!r}; use auto, resnet50 or efficientnet-lite0.")
+        raise BackboneUnavailable(f"Unknown backbone {name!r}; use auto, resnet50 or efficientnet-lite0/1/2.")
     try:
         return load_resnet50(weights, allow_download)
     except BackboneUnavailable as err:
@@ -154,3 +169,13 @@ def load_backbone(name: str = "auto", weights: Path | None = None, allow_downloa
         backbone.note = f"auto fell back to efficientnet-lite0: {err}"
         log.warning("ResNet-50 unavailable, using EfficientNet-Lite0 instead: %s", err)
         return backbone
+
+
+def load_model(settings) -> LoadedBackbone:  # noqa: ANN001 - bot.settings.Settings, kept import-light
+    """The backbone the settings name, with the trained head on top when one is set."""
+    backbone = load_backbone(settings.backbone, settings.weights, settings.allow_weight_download)
+    if settings.head is not None:
+        from engine.head import with_head
+
+        backbone = with_head(backbone, settings.head)
+    return backbone

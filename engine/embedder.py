@@ -4,8 +4,9 @@ One worker thread owns the model: every request (a chat photo, an ingest
 batch) is queued to it, and requests that arrive together are run as one batch
 (micro-batching). That keeps torch from fighting itself on a 2-core machine and
 lets 50 simultaneous photos cost a few batches instead of 50 forward passes.
-bf16 autocast is used only where the CPU has native bf16 (AMX / AVX512-BF16) and
-only after checking that its features agree with fp32 (cosine >= 0.999).
+bf16 is used only where the CPU has native bf16 (AMX / AVX512-BF16), and only from
+the stage on where its features agree with fp32 (engine/precision.py): the first
+stages stay fp32 when bf16 there would move the answer.
 """
 from __future__ import annotations
 
@@ -22,11 +23,13 @@ import torch
 from PIL import Image
 
 from engine.backbones import LoadedBackbone
+from engine.precision import PrecisionPlans, describe
 
 log = logging.getLogger(__name__)
 
-BF16_MIN_COSINE = 0.999
-_BF16_VERDICTS: dict[tuple[str, str, int], bool] = {}  # per backbone and weights, once per process
+BF16_MIN_COSINE = 0.999  # the promise: served features agree with fp32 at least this well
+BF16_GATE = 0.9995  # what calibration pictures must reach: a margin over the promise for real photos
+_BF16_VERDICTS: dict[tuple[str, int], int | None] = {}  # per backbone and weights, once per process
 
 
 def cpu_has_native_bf16() -> bool:
@@ -52,6 +55,28 @@ def prepare(img: Image.Image, size: int) -> np.ndarray:
     canvas = Image.new("RGB", (size, size), (255, 255, 255))
     canvas.paste(resized, ((size - nw) // 2, (size - nh) // 2))
     return np.asarray(canvas, dtype=np.uint8)
+
+
+def calibration_pictures(size: int) -> np.ndarray:
+    """Pictures for the bf16 agreement check: smooth stripes and dark garment-like
+    silhouettes with texture on white, like the product shots the engine sees."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size]
+    out = []
+    for _ in range(4):
+        fx, fy, phase = rng.uniform(0.01, 0.1), rng.uniform(0.01, 0.1), rng.uniform(0, 6)
+        base = (np.sin(xx * fx + phase) + np.cos(yy * fy)) * 60 + 128
+        out.append(np.stack([base, base[::-1], base[:, ::-1]], axis=-1))
+    for _ in range(4):
+        cx, cy = rng.uniform(0.4, 0.6, 2) * size
+        rx, ry = rng.uniform(0.2, 0.4, 2) * size
+        inside = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1
+        texture = 90 + 50 * np.sin(xx * rng.uniform(0.1, 0.5)) * np.cos(yy * rng.uniform(0.1, 0.5))
+        colour = rng.uniform(0.3, 1.0, 3)
+        img = np.full((size, size, 3), 250.0)
+        img[inside] = texture[inside][:, None] * colour
+        out.append(img)
+    return np.clip(np.stack(out), 0, 255).astype(np.uint8)
 
 
 def fold_batch_norms(model: torch.nn.Module) -> torch.nn.Module:
@@ -89,16 +114,21 @@ class Embedder:
         compile: bool = False,
     ) -> None:
         self.backbone = backbone
+        self.requested_precision = precision
         self.batch_size = batch_size
         self.max_wait = max_wait_ms / 1000.0
         if threads:
             torch.set_num_threads(threads)
-        self.model = fold_batch_norms(backbone.model.eval()).to(memory_format=torch.channels_last)
         self._mean = torch.tensor(backbone.mean).view(1, 3, 1, 1) * 255.0
         self._std = torch.tensor(backbone.std).view(1, 3, 1, 1) * 255.0
         self._compiled = None
         self.buckets: tuple[int, ...] = ()
-        self.bf16 = self._choose_bf16(precision)
+        # The fp32 reference and, where the CPU has native bf16 and the features agree,
+        # a mixed model: fp32 stem and first stages, bf16 after the cut (engine/precision.py).
+        self._plans = PrecisionPlans(backbone.model.eval(), fold_batch_norms)
+        self.reference = self._plans.model(None)
+        self.bf16_from = self._choose_plan(precision)
+        self.model = self.reference if self.bf16_from is None else self._plans.model(self.bf16_from)
         # torch.compile (inductor, frozen weights: prepacked oneDNN convolutions with fused
         # bias/ReLU/add) for the chosen precision, one graph per batch-size bucket; batches
         # are padded up to their bucket. Opt-in: it costs ~30 s plus ~7 s a bucket at start.
@@ -112,7 +142,11 @@ class Embedder:
 
     @property
     def precision(self) -> str:
-        return "bf16" if self.bf16 else "fp32"
+        return describe(self.bf16_from, self._plans.stages)
+
+    @property
+    def bf16(self) -> bool:
+        return self.bf16_from is not None
 
     @property
     def input_size(self) -> int:
@@ -139,19 +173,19 @@ class Embedder:
         self._worker.join(timeout=10)
 
     # ---- model ------------------------------------------------------------
-    def forward(self, pixels: np.ndarray, bf16: bool | None = None) -> np.ndarray:
-        """Features for uint8 NHWC pixels, L2-normalised, float32."""
-        use_bf16 = self.bf16 if bf16 is None else bf16
+    def forward(self, pixels: np.ndarray, *, reference: bool = False) -> np.ndarray:
+        """Features for uint8 NHWC pixels, L2-normalised, float32. ``reference``: the plain
+        fp32 model (what agreement is measured against)."""
         n = len(pixels)
-        model = self.model
-        if self._compiled is not None and use_bf16 == self.bf16 and n <= self.buckets[-1]:
+        model = self.reference if reference else self.model
+        if self._compiled is not None and not reference and n <= self.buckets[-1]:
             model = self._compiled
             bucket = next(b for b in self.buckets if b >= n)
             if bucket > n:  # pad to the bucket's shape (eval mode: rows are independent)
                 pixels = np.concatenate([pixels, np.zeros((bucket - n, *pixels.shape[1:]), dtype=pixels.dtype)])
-        x = torch.from_numpy(np.require(pixels, requirements=['C', 'W'])).permute(0, 3, 1, 2).float()
+        x = torch.from_numpy(np.require(pixels, requirements=["C", "W"])).permute(0, 3, 1, 2).float()
         x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+        with torch.inference_mode():
             feats = model(x)[:n]
         feats = torch.nn.functional.normalize(feats.float(), dim=1)
         return feats.numpy().astype(np.float32, copy=False)
@@ -167,7 +201,7 @@ class Embedder:
             started = time.monotonic()
             for b in self.buckets:  # compile every bucket now, not on a user's request
                 x = torch.zeros(b, 3, size, size).contiguous(memory_format=torch.channels_last)
-                with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                with torch.inference_mode():
                     compiled(x)
         except Exception as err:  # noqa: BLE001 - no compiler, unsupported op: run eagerly
             log.warning("torch.compile failed, running eagerly: %s", err)
@@ -177,37 +211,39 @@ class Embedder:
         log.info("compiled %s (%s) for batch sizes %s in %.0f s", self.backbone.name, self.precision,
                  self.buckets, time.monotonic() - started)
 
-    def _choose_bf16(self, precision: str) -> bool:
+    def _choose_plan(self, precision: str) -> int | None:
+        """Where bf16 starts (None: nowhere)."""
         if precision == "fp32":
-            return False
+            return None
         if precision == "bf16":
-            return True
+            return 0
         if not cpu_has_native_bf16():
             log.info("No native bf16 on this CPU: embedding in fp32.")
-            return False
-        key = (self.backbone.name, self.backbone.fingerprint, self.backbone.input_size)
+            return None
+        key = (self.backbone.model_key, self.backbone.input_size)
         if key not in _BF16_VERDICTS:
-            _BF16_VERDICTS[key] = self._bf16_agrees()
+            _BF16_VERDICTS[key] = self._calibrate()
         return _BF16_VERDICTS[key]
 
-    def _bf16_agrees(self) -> bool:
-        # Check agreement on structured test images (stripes and blobs, not noise).
-        rng = np.random.default_rng(0)
-        size = self.backbone.input_size
-        yy, xx = np.mgrid[0:size, 0:size]
-        probes = []
-        for _ in range(4):
-            fx, fy, phase = rng.uniform(0.01, 0.1), rng.uniform(0.01, 0.1), rng.uniform(0, 6)
-            base = (np.sin(xx * fx + phase) + np.cos(yy * fy)) * 60 + 128
-            img = np.stack([base, base[::-1], base[:, ::-1]], axis=-1)
-            probes.append(np.clip(img, 0, 255).astype(np.uint8))
-        stack = np.stack(probes)
-        cos = float(np.min(np.sum(self.forward(stack, bf16=False) * self.forward(stack, bf16=True), axis=1)))
-        if cos >= BF16_MIN_COSINE:
-            log.info("bf16 features agree with fp32 (min cosine %.5f): using bf16.", cos)
-            return True
-        log.warning("bf16 features disagree with fp32 (min cosine %.5f): using fp32.", cos)
-        return False
+    def _calibrate(self) -> int | None:
+        """The most-bf16 cut whose features agree with fp32 on calibration pictures."""
+        stack = calibration_pictures(self.backbone.input_size)
+        ref = self.forward(stack, reference=True)
+        tried = []
+        for k in self._plans.candidates():
+            model = self._plans.model(k)
+            x = torch.from_numpy(stack).permute(0, 3, 1, 2).float()
+            x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode():
+                got = torch.nn.functional.normalize(model(x).float(), dim=1).numpy()
+            cos = float(np.min(np.sum(ref * got, axis=1)))
+            tried.append(f"{describe(k, self._plans.stages)}: {cos:.5f}")
+            if cos >= BF16_GATE:
+                log.info("bf16 agrees with fp32 (min cosine %.5f) from stage %d of %d; tried %s",
+                         cos, k, self._plans.stages, "; ".join(tried))
+                return k
+        log.warning("bf16 disagrees with fp32 at every cut (%s): embedding in fp32.", "; ".join(tried))
+        return None
 
     # ---- worker -----------------------------------------------------------
     def _run(self) -> None:

@@ -32,8 +32,9 @@ class IndexMismatch(RuntimeError):
 @dataclass
 class IndexMeta:
     backbone: str
-    fingerprint: str  # weights (and head) fingerprint
+    fingerprint: str  # backbone weights fingerprint
     dim: int
+    head: str = ""  # fingerprint of the trained head the vectors came through ("" = none)
     count: int = 0
     last_item_id: int = 0
     m: int = 32
@@ -215,13 +216,17 @@ class VectorIndex:
         self._deleted = set(int(i) for i in deleted)
         return self
 
-    def check_compatible(self, backbone: str, fingerprint: str, dim: int) -> None:
-        if (self.meta.backbone, self.meta.fingerprint, self.meta.dim) != (backbone, fingerprint, dim):
+    def check_compatible(self, backbone: str, fingerprint: str, dim: int, head: str = "") -> None:
+        built = (self.meta.backbone, self.meta.fingerprint, self.meta.dim, self.meta.head)
+        if built != (backbone, fingerprint, dim, head):
             raise IndexMismatch(
-                f"The index was built with {self.meta.backbone} (weights {self.meta.fingerprint}, "
-                f"{self.meta.dim}-d) but the engine runs {backbone} (weights {fingerprint}, {dim}-d). "
-                "Run `fashionbot reindex` to rebuild it."
+                f"The index was built with {_describe(*built)} but the engine runs "
+                f"{_describe(backbone, fingerprint, dim, head)}. Run `fashionbot reindex` to rebuild it."
             )
+
+
+def _describe(backbone: str, fingerprint: str, dim: int, head: str) -> str:
+    return f"{backbone} (weights {fingerprint}, {f'head {head}, ' if head else 'no head, '}{dim}-d)"
 
 
 def _as_result(labels: np.ndarray, dists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

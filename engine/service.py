@@ -20,7 +20,7 @@ import numpy as np
 from bot.settings import Settings
 from db import trend_store
 from db.store import NewItem, Store
-from engine.backbones import LoadedBackbone, load_backbone
+from engine.backbones import LoadedBackbone, load_model
 from engine.embedder import Embedder, prepare
 from engine.errors import EmptyCatalogue, IndexOutOfDate, UnknownItem
 from engine.images import open_image, to_jpeg
@@ -52,7 +52,7 @@ class FashionService:
         self.store = store
         self.embedder = embedder
         self.backbone: LoadedBackbone = embedder.backbone
-        self.model_key = f"{self.backbone.name}:{self.backbone.fingerprint}"
+        self.model_key = self.backbone.model_key
         self.index: VectorIndex = self._empty_index()
         self.index_state = "not loaded"
         self._index_problem: str | None = None
@@ -71,9 +71,7 @@ class FashionService:
         store = Store(settings.db_url)
         await store.create()
         if backbone is None:
-            backbone = await asyncio.to_thread(
-                load_backbone, settings.backbone, settings.weights, settings.allow_weight_download
-            )
+            backbone = await asyncio.to_thread(load_model, settings)
         embedder = await asyncio.to_thread(
             partial(
                 Embedder,
@@ -82,6 +80,7 @@ class FashionService:
                 precision=settings.precision,
                 max_wait_ms=settings.micro_batch_wait_ms,
                 threads=settings.torch_threads,
+                compile=settings.compile,
             )
         )
         service = cls(settings, store, embedder)
@@ -115,6 +114,7 @@ class FashionService:
             backbone=self.backbone.name,
             fingerprint=self.backbone.fingerprint,
             dim=self.backbone.dim,
+            head=self.backbone.head_fingerprint,
             m=self.settings.index_m,
             ef_construction=self.settings.index_ef_construction,
         )
@@ -127,7 +127,9 @@ class FashionService:
         self._index_problem = None
         try:
             index = await self._run(partial(VectorIndex.load, path, ef=self.settings.index_ef))
-            index.check_compatible(self.backbone.name, self.backbone.fingerprint, self.backbone.dim)
+            index.check_compatible(
+                self.backbone.name, self.backbone.fingerprint, self.backbone.dim, self.backbone.head_fingerprint
+            )
         except FileNotFoundError:
             await self.rebuild_index(reason="missing")
             return
@@ -400,7 +402,17 @@ class FashionService:
             index_size=len(self.index),
             index_state=self.index_state,
             precision=self.embedder.precision,
+            head=_describe_head(self.backbone),
         )
+
+
+def _describe_head(backbone: LoadedBackbone) -> str:
+    h = backbone.head
+    if h is None:
+        return ""
+    p10 = h.metrics.get("head", {}).get("precision_at_10")
+    quality = f", precision@10 {p10:.3f} on {h.trained_on}" if isinstance(p10, float) else ""
+    return f"{h.path} [{h.fingerprint}]: {h.tail_blocks} fine-tuned blocks + projection to {h.dim}-d{quality}"
 
 
 def _clusters_to_show(profile: styles.StyleProfile) -> list[styles.ClusterProfile]:

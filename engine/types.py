@@ -127,3 +127,4 @@ class About:
     index_size: int
     index_state: str
     precision: str  # "bf16" or "fp32"
+    head: str = ""  # the trained head, described; "" when the frozen backbone's features are used
