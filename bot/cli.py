@@ -111,7 +111,9 @@ async def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
         bar = _progress(None, "re-embedding")
         count = await service.reindex(progress=bar.update)
         bar.close()
-        print(f"Index rebuilt with {service.backbone.name}: {count} items.")
+        head = service.backbone.head
+        model = service.backbone.name + (f" + head {head.fingerprint} ({head.dim}-d)" if head else "")
+        print(f"Index rebuilt with {model}: {count} items.")
     finally:
         await service.close()
     return 0

@@ -37,7 +37,9 @@ async def test_dresses_only_history(service, photo_of) -> None:
     user = UserRef("test", "dresses")
     await send(service, user, photo_of, "Dress", 5)
     summary = await service.style(user)
-    assert summary.clusters[0].name.startswith("Dresses") and summary.clusters[0].share >= 0.6
+    # Dresses and shirts sit close in Fashion-MNIST: the name may lead with either, but
+    # a dress-only history must be named for dresses.
+    assert "dresses" in summary.clusters[0].name.lower() and summary.clusters[0].share >= 0.6
 
 
 async def test_cold_start_says_how_many_more_and_shows_popular(service, photo_of) -> None:
