@@ -16,7 +16,9 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +28,7 @@ from engine.backbones import LoadedBackbone
 from engine.precision import PrecisionPlans, describe
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BF16_MIN_COSINE = 0.999  # the promise: served features agree with fp32 at least this well
 BF16_GATE = 0.9995  # what calibration pictures must reach: a margin over the promise for real photos
@@ -100,6 +103,12 @@ class _Job:
     future: concurrent.futures.Future
 
 
+@dataclass
+class _Call:
+    fn: Callable[[], object]
+    future: concurrent.futures.Future
+
+
 class Embedder:
     """Runs a backbone in one worker thread with micro-batching."""
 
@@ -123,22 +132,34 @@ class Embedder:
         self._std = torch.tensor(backbone.std).view(1, 3, 1, 1) * 255.0
         self._compiled = None
         self.buckets: tuple[int, ...] = ()
+        self._last_arrival = 0.0
+        self._queue: queue.Queue[_Job | _Call | None] = queue.Queue()
+        self.batches_run = 0  # for tests and benchmarks: how much micro-batching happened
         # The fp32 reference and, where the CPU has native bf16 and the features agree,
         # a mixed model: fp32 stem and first stages, bf16 after the cut (engine/precision.py).
         self._plans = PrecisionPlans(backbone.model.eval(), fold_batch_norms)
         self.reference = self._plans.model(None)
-        self.bf16_from = self._choose_plan(precision)
-        self.model = self.reference if self.bf16_from is None else self._plans.model(self.bf16_from)
-        # torch.compile (inductor, frozen weights: prepacked oneDNN convolutions with fused
-        # bias/ReLU/add) for the chosen precision, one graph per batch-size bucket; batches
-        # are padded up to their bucket. Opt-in: it costs ~30 s plus ~7 s a bucket at start.
-        if compile:
-            self._compile()
-        self._last_arrival = 0.0
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self.model = self.reference
+        self.bf16_from: int | None = None
         self._worker = threading.Thread(target=self._run, name="embedder", daemon=True)
         self._worker.start()
-        self.batches_run = 0  # for tests and benchmarks: how much micro-batching happened
+        # Calibration and compilation run torch, so they run on the worker: one thread (one
+        # OpenMP team) does all of this embedder's torch work, from the first forward on.
+        try:
+            self.call_on_worker(lambda: self._settle(precision, compile)).result()
+        except BaseException:
+            self.close()
+            raise
+
+    def _settle(self, precision: str, compile: bool) -> None:
+        self.bf16_from = self._choose_plan(precision)
+        if self.bf16_from is not None:
+            self.model = self._plans.model(self.bf16_from)
+        # torch.compile (inductor, frozen weights: prepacked oneDNN convolutions with fused
+        # bias/ReLU/add) for the chosen precision, one graph per batch-size bucket; batches
+        # are padded up to their bucket. Opt-in: it costs ~20-30 s at start.
+        if compile:
+            self._compile()
 
     @property
     def precision(self) -> str:
@@ -168,6 +189,14 @@ class Embedder:
         """Async: one prepared image → one unit vector; batched with its neighbours in time."""
         return (await asyncio.wrap_future(self.submit(pixels)))[0]
 
+    def call_on_worker(self, fn: Callable[[], T]) -> concurrent.futures.Future:
+        """Run ``fn`` on the model's thread, between batches. Torch work from a second thread
+        brings up a second OpenMP thread team, and two teams on two cores slow each other
+        (about 8 ms a batch-1 forward here); other torch work in this process goes here."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put(_Call(fn, future))
+        return future
+
     def close(self) -> None:
         self._queue.put(None)
         self._worker.join(timeout=10)
@@ -181,6 +210,9 @@ class Embedder:
         if self._compiled is not None and not reference and n <= self.buckets[-1]:
             model = self._compiled
             bucket = next(b for b in self.buckets if b >= n)
+            if bucket - n > bucket // 4:  # padding would waste over a quarter: split instead
+                below = max(b for b in self.buckets if b <= n)  # e.g. 17 = 16 + 1, not 32
+                return np.concatenate([self.forward(pixels[:below]), self.forward(pixels[below:])])
             if bucket > n:  # pad to the bucket's shape (eval mode: rows are independent)
                 pixels = np.concatenate([pixels, np.zeros((bucket - n, *pixels.shape[1:]), dtype=pixels.dtype)])
         x = torch.from_numpy(np.require(pixels, requirements=["C", "W"])).permute(0, 3, 1, 2).float()
@@ -194,6 +226,10 @@ class Embedder:
         import torch._inductor.config as inductor_config
 
         inductor_config.freezing = True  # weights become constants: prepacked, folded
+        # Every embedder's StagedModel.forward is one code object to dynamo, and each bucket
+        # of each embedder is one more graph of it: lift the default limit (8) so a second
+        # compiled embedder in the process doesn't silently fall back to eager.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         self.buckets = tuple(sorted({b for b in (1, 2, 4, 8, 16, 32) if b < self.batch_size} | {self.batch_size}))
         compiled = torch.compile(self.model, dynamic=False)
         size = self.input_size
@@ -252,6 +288,9 @@ class Embedder:
             job = self._queue.get()
             if job is None:
                 return
+            if isinstance(job, _Call):
+                self._call(job)
+                continue
             pending = [job]
             count = len(job.pixels)
             now = time.monotonic()
@@ -261,6 +300,7 @@ class Embedder:
             bursty = now - self._last_arrival < 0.05 or not self._queue.empty()
             self._last_arrival = now
             deadline = now + (self.max_wait if bursty else 0.0)
+            call: _Call | None = None
             while count < self.batch_size:
                 timeout = deadline - time.monotonic()
                 try:
@@ -270,9 +310,23 @@ class Embedder:
                 if nxt is None:
                     self._queue.put(None)
                     break
+                if isinstance(nxt, _Call):
+                    call = nxt
+                    break
                 pending.append(nxt)
                 count += len(nxt.pixels)
             self._process(pending)
+            if call is not None:
+                self._call(call)
+
+    @staticmethod
+    def _call(call: _Call) -> None:
+        if not call.future.set_running_or_notify_cancel():
+            return
+        try:
+            call.future.set_result(call.fn())
+        except BaseException as err:  # noqa: BLE001 - handed to the caller
+            call.future.set_exception(err)
 
     def _process(self, jobs: list[_Job]) -> None:
         live = [j for j in jobs if j.future.set_running_or_notify_cancel()]

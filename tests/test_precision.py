@@ -97,3 +97,21 @@ def test_fp32_precision_serves_the_reference(backbone, pictures) -> None:
         np.testing.assert_allclose(emb.forward(pictures[:3]), emb.forward(pictures[:3], reference=True))
     finally:
         emb.close()
+
+
+def test_calibration_and_other_torch_work_run_on_the_model_thread(backbone, pictures) -> None:
+    """One thread (one OpenMP team) does the embedder's torch work: calls queued with
+    call_on_worker run there, in order with batches, and their errors reach the caller."""
+    import threading
+
+    emb = Embedder(backbone, precision="fp32", max_wait_ms=0)
+    try:
+        batch = emb.submit(pictures[:2])
+        name = emb.call_on_worker(lambda: threading.current_thread().name)
+        assert name.result(timeout=60) == "embedder" and batch.done()
+        failing = emb.call_on_worker(lambda: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            failing.result(timeout=60)
+        assert emb.embed_pixels(pictures[:1]).shape == (1, 1280)  # the worker lived on
+    finally:
+        emb.close()
