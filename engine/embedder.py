@@ -33,6 +33,8 @@ T = TypeVar("T")
 BF16_MIN_COSINE = 0.999  # the promise: served features agree with fp32 at least this well
 BF16_GATE = 0.9995  # what calibration pictures must reach: a margin over the promise for real photos
 _BF16_VERDICTS: dict[tuple[str, int], int | None] = {}  # per backbone and weights, once per process
+_SMALL_BATCH_FP32: dict[tuple[str, int], bool] = {}  # is fp32 faster for a lone photo? measured once
+SMALL_BATCH = 2  # batches up to this size may run the fp32 model when it is the faster one
 
 
 def cpu_has_native_bf16() -> bool:
@@ -141,6 +143,7 @@ class Embedder:
         self.reference = self._plans.model(None)
         self.model = self.reference
         self.bf16_from: int | None = None
+        self.small_batch_fp32 = False  # set by _settle where measured
         self._worker = threading.Thread(target=self._run, name="embedder", daemon=True)
         self._worker.start()
         # Calibration and compilation run torch, so they run on the worker: one thread (one
@@ -155,6 +158,11 @@ class Embedder:
         self.bf16_from = self._choose_plan(precision)
         if self.bf16_from is not None:
             self.model = self._plans.model(self.bf16_from)
+            if precision == "auto" and not compile:
+                key = (self.backbone.model_key, self.backbone.input_size)
+                if key not in _SMALL_BATCH_FP32:
+                    _SMALL_BATCH_FP32[key] = self._fp32_faster_alone()
+                self.small_batch_fp32 = _SMALL_BATCH_FP32[key]
         # torch.compile (inductor, frozen weights: prepacked oneDNN convolutions with fused
         # bias/ReLU/add) for the chosen precision, one graph per batch-size bucket; batches
         # are padded up to their bucket. Opt-in: it costs ~20-30 s at start.
@@ -206,7 +214,7 @@ class Embedder:
         """Features for uint8 NHWC pixels, L2-normalised, float32. ``reference``: the plain
         fp32 model (what agreement is measured against)."""
         n = len(pixels)
-        model = self.reference if reference else self.model
+        model = self.reference if reference or (n <= SMALL_BATCH and self.small_batch_fp32) else self.model
         if self._compiled is not None and not reference and n <= self.buckets[-1]:
             model = self._compiled
             bucket = next(b for b in self.buckets if b >= n)
@@ -215,8 +223,7 @@ class Embedder:
                 return np.concatenate([self.forward(pixels[:below]), self.forward(pixels[below:])])
             if bucket > n:  # pad to the bucket's shape (eval mode: rows are independent)
                 pixels = np.concatenate([pixels, np.zeros((bucket - n, *pixels.shape[1:]), dtype=pixels.dtype)])
-        x = torch.from_numpy(np.require(pixels, requirements=["C", "W"])).permute(0, 3, 1, 2).float()
-        x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+        x = self._normalise(pixels)
         with torch.inference_mode():
             feats = model(x)[:n]
         feats = torch.nn.functional.normalize(feats.float(), dim=1)
@@ -247,6 +254,30 @@ class Embedder:
         log.info("compiled %s (%s) for batch sizes %s in %.0f s", self.backbone.name, self.precision,
                  self.buckets, time.monotonic() - started)
 
+    def _fp32_faster_alone(self) -> bool:
+        """Keep what pays: eager bf16 is slower than fp32 for a single image on some models
+        (EfficientNet-Lite0 here: 38 against 84 images/s; its depthwise convolutions), though
+        faster batched. Timed once at start-up, on the calibration pictures."""
+        x = self._normalise(calibration_pictures(self.backbone.input_size)[:1])
+
+        def best_of(model: torch.nn.Module) -> float:
+            times = []
+            with torch.inference_mode():
+                model(x)
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    model(x)
+                    times.append(time.perf_counter() - t0)
+            return min(times)
+
+        fp32, mixed = best_of(self.reference), best_of(self.model)
+        log.info("one image: fp32 %.1f ms, %s %.1f ms", fp32 * 1e3, self.precision, mixed * 1e3)
+        return fp32 < mixed
+
+    def _normalise(self, pixels: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.require(pixels, requirements=["C", "W"])).permute(0, 3, 1, 2).float()
+        return ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+
     def _choose_plan(self, precision: str) -> int | None:
         """Where bf16 starts (None: nowhere)."""
         if precision == "fp32":
@@ -268,8 +299,7 @@ class Embedder:
         tried = []
         for k in self._plans.candidates():
             model = self._plans.model(k)
-            x = torch.from_numpy(stack).permute(0, 3, 1, 2).float()
-            x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+            x = self._normalise(stack)
             with torch.inference_mode():
                 got = torch.nn.functional.normalize(model(x).float(), dim=1).numpy()
             cos = float(np.min(np.sum(ref * got, axis=1)))

@@ -115,3 +115,20 @@ def test_calibration_and_other_torch_work_run_on_the_model_thread(backbone, pict
         assert emb.embed_pixels(pictures[:1]).shape == (1, 1280)  # the worker lived on
     finally:
         emb.close()
+
+
+def test_a_lone_photo_runs_whichever_model_start_up_timed_faster(backbone, pictures) -> None:
+    """Eager bf16 can be slower than fp32 for one image (Lite0's depthwise convolutions);
+    start-up times both, and a lone photo then runs the faster one. Either way its
+    features agree with fp32."""
+    emb = Embedder(backbone, precision="auto", max_wait_ms=0)
+    try:
+        one = emb.forward(pictures[:1])
+        ref = emb.forward(pictures[:1], reference=True)
+        if emb.small_batch_fp32:
+            np.testing.assert_array_equal(one, ref)
+        assert float(np.sum(one * ref)) >= BF16_MIN_COSINE
+        if not cpu_has_native_bf16():
+            assert not emb.small_batch_fp32  # nothing to time: fp32 everywhere
+    finally:
+        emb.close()
