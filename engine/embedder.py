@@ -137,17 +137,12 @@ class Embedder:
         self._last_arrival = 0.0
         self._queue: queue.Queue[_Job | _Call | None] = queue.Queue()
         self.batches_run = 0  # for tests and benchmarks: how much micro-batching happened
-        # The fp32 reference and, where the CPU has native bf16 and the features agree,
-        # a mixed model: fp32 stem and first stages, bf16 after the cut (engine/precision.py).
-        self._plans = PrecisionPlans(backbone.model.eval(), fold_batch_norms)
-        self.reference = self._plans.model(None)
-        self.model = self.reference
         self.bf16_from: int | None = None
         self.small_batch_fp32 = False  # set by _settle where measured
         self._worker = threading.Thread(target=self._run, name="embedder", daemon=True)
         self._worker.start()
-        # Calibration and compilation run torch, so they run on the worker: one thread (one
-        # OpenMP team) does all of this embedder's torch work, from the first forward on.
+        # Everything that runs torch (folding, layout, calibration, compilation) runs on the
+        # worker: one thread, so one OpenMP team, does all of this embedder's torch work.
         try:
             self.call_on_worker(lambda: self._settle(precision, compile)).result()
         except BaseException:
@@ -155,6 +150,11 @@ class Embedder:
             raise
 
     def _settle(self, precision: str, compile: bool) -> None:
+        # The fp32 reference and, where the CPU has native bf16 and the features agree,
+        # a mixed model: fp32 stem and first stages, bf16 after the cut (engine/precision.py).
+        self._plans = PrecisionPlans(self.backbone.model.eval(), fold_batch_norms)
+        self.reference = self._plans.model(None)
+        self.model = self.reference
         self.bf16_from = self._choose_plan(precision)
         if self.bf16_from is not None:
             self.model = self._plans.model(self.bf16_from)
