@@ -361,6 +361,16 @@ def rerank(index: VectorIndex, codes: np.ndarray, scales: np.ndarray, q: np.ndar
     return ids[np.argsort(-sims)[:10]]
 
 
+def timed_queries(search, queries) -> tuple[np.ndarray, list[float]]:
+    """Run ``search`` on each query, one at a time: the stacked results and each one's seconds."""
+    found, times = [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        found.append(search(q))
+        times.append(time.perf_counter() - t0)
+    return np.stack(found), times
+
+
 def bench_index(cfg: dict) -> dict:
     n, nq, d_out = cfg["index_n"], cfg["index_q"], 256
     log(f"index: spectrum from real Lite0 embeddings; generating {n:,} x 1280 vectors")
@@ -411,21 +421,12 @@ def bench_index(cfg: dict) -> dict:
         for ef in (10, 16, 24, 32, 48, 64, 96, 128, 200):
             index.ef = ef
             index._index.set_ef(ef)
-            times, found = [], []
-            for q in pq:
-                t0 = time.perf_counter()
-                found.append(index.search(q, 10)[0])
-                times.append(time.perf_counter() - t0)
-            found = np.stack(found)
+            found, times = timed_queries(lambda q: index.search(q, 10)[0], pq)
             r = {"ef": ef, "recall_vs_exact_1280d": recall(found, truth), "recall_vs_exact_256d": recall(found, truth_p),
                  "p50_ms": pct(times, 50) * 1e3, "p99_ms": pct(times, 99) * 1e3, "qps_one_thread": 1 / np.mean(times)}
             # Two stages: ef candidates from the 256-d graph, re-ranked with int8 codes of the 1280-d vectors.
-            times, found = [], []
-            for q, q_full in zip(pq, queries):
-                t0 = time.perf_counter()
-                found.append(rerank(index, codes, scales, q, q_full, min(ef, 100)))
-                times.append(time.perf_counter() - t0)
-            found = np.stack(found)
+            found, times = timed_queries(lambda qq: rerank(index, codes, scales, qq[0], qq[1], min(ef, 100)),
+                                         list(zip(pq, queries)))
             r["rerank"] = {"candidates": min(ef, 100), "recall_vs_exact_1280d": recall(found, truth),
                            "p50_ms": pct(times, 50) * 1e3, "p99_ms": pct(times, 99) * 1e3, "qps_one_thread": 1 / np.mean(times)}
             row["by_ef"].append(r)
@@ -480,12 +481,8 @@ def bench_index_head(cfg: dict, dim: int = 128) -> dict:
     for ef in (16, 24, 32, 48, 64, 96):
         index.ef = ef
         index._index.set_ef(ef)
-        times, found = [], []
-        for q in queries:
-            t0 = time.perf_counter()
-            found.append(index.search(q, 10)[0])
-            times.append(time.perf_counter() - t0)
-        r = {"ef": ef, "recall": recall(np.stack(found), truth), "p50_ms": pct(times, 50) * 1e3,
+        found, times = timed_queries(lambda q: index.search(q, 10)[0], queries)
+        r = {"ef": ef, "recall": recall(found, truth), "p50_ms": pct(times, 50) * 1e3,
              "p99_ms": pct(times, 99) * 1e3}
         out["by_ef"].append(r)
         log(f"  ef={ef:3d} recall {r['recall']:.4f} p50 {r['p50_ms']:.3f} ms p99 {r['p99_ms']:.3f} ms")
@@ -558,17 +555,13 @@ def table(res: dict) -> str:
     if "index" in res:
         i = res["index"]
         p = i["goal_pick"]
-        met = p["recall"] >= 0.95 and p["p99_ms"] <= 2 and p["memory_bytes"] <= 4 * 2**30
         lines.append(f"| Index alone, {i['n']:,} items ({p['kind']}, M={p['m']}, ef={p['ef']}) | exact numpy 1280-d "
-                     f"{i['exact_numpy_ms_per_query_1280d']:.1f} ms/query | recall {p['recall']:.3f}, p99 {p['p99_ms']:.2f} ms, "
-                     f"{p['memory_bytes'] / 2**30:.2f} GiB | – | recall ≥ 0.95, p99 ≤ 2 ms, ≤ 4 GB | {'yes' if met else 'no'} |")
+                     f"{i['exact_numpy_ms_per_query_1280d']:.1f} ms/query | {_index_goal_cells(p)}")
     if "index_head" in res:
         h = res["index_head"]
         p = h["goal_pick"]
-        met = p["recall"] >= 0.95 and p["p99_ms"] <= 2 and p["memory_bytes"] <= 4 * 2**30
         lines.append(f"| Index alone, {h['n']:,} items at the head's {h['dim']}-d (VectorIndex, M={h['m']}, ef={p['ef']}) | – | "
-                     f"recall {p['recall']:.3f}, p99 {p['p99_ms']:.2f} ms, {p['memory_bytes'] / 2**30:.2f} GiB | – | "
-                     f"recall ≥ 0.95, p99 ≤ 2 ms, ≤ 4 GB | {'yes' if met else 'no'} |")
+                     f"{_index_goal_cells(p)}")
     if "agreement" in res:
         for name, row in res["agreement"].items():
             r = row["fast_path"]
@@ -577,6 +570,13 @@ def table(res: dict) -> str:
                          f"vs fp32 batch 1: {name} | – | cos min {r['cosine_min']:.4f}, top-10 overlap "
                          f"{r['top10_overlap_mean']:.2f} | – | cos ≥ 0.999, ≥ 9/10 | {'yes' if met else 'no'} |")
     return "\n".join(lines)
+
+
+def _index_goal_cells(p: dict) -> str:
+    """The result, goal and verdict cells of an index row: recall >= 0.95, p99 <= 2 ms, <= 4 GB."""
+    met = p["recall"] >= 0.95 and p["p99_ms"] <= 2 and p["memory_bytes"] <= 4 * 2**30
+    return (f"recall {p['recall']:.3f}, p99 {p['p99_ms']:.2f} ms, {p['memory_bytes'] / 2**30:.2f} GiB | – | "
+            f"recall ≥ 0.95, p99 ≤ 2 ms, ≤ 4 GB | {'yes' if met else 'no'} |")
 
 
 def plots(res: dict, out_dir) -> list[str]:
