@@ -658,6 +658,7 @@ def run(sections: list[str], quick: bool, batch_size: int | None = None, precisi
                        compile=compile, max_wait_ms=Settings().micro_batch_wait_ms)
         res["ours"] = {"precision": emb.precision, "batch_size": emb.batch_size, "input_size": emb.input_size,
                        "threads": torch.get_num_threads(), "compiled_buckets": list(emb.buckets),
+                       "batch_rates_at_startup": {str(b): r for b, r in emb.batch_rates.items()},
                        "startup_s": time.perf_counter() - t0, "max_wait_ms": emb.max_wait * 1e3}
         log(f"ours: {res['ours']}")
     if "agreement" in sections:

@@ -35,7 +35,7 @@ async def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             rows = catalogue.fashion_mnist_rows(args.split, args.limit, service.embedder.input_size, skip=skip)
             todo = total - sum(1 for e in skip if e.startswith(f"{args.split}-") and int(e.split("-")[1]) < total)
             bar = _progress(todo, "embedding Fashion-MNIST")
-            report = await catalogue.ingest_rows(service, rows, batch_size=settings.batch_size * 4, progress=bar.update)
+            report = await catalogue.ingest_rows(service, rows, batch_size=128, progress=bar.update)
             report.skipped_existing += total - todo
         else:
             path = Path(args.file)

@@ -33,7 +33,7 @@ async def fill_catalogue(service, *, full: bool, limit: int | None) -> None:
             continue
         rows = catalogue.fashion_mnist_rows(split, total, service.embedder.input_size, skip=existing)
         with tqdm(total=todo, desc=f"Embedding Fashion-MNIST ({split})", unit="img", file=sys.stderr) as bar:
-            await catalogue.ingest_rows(service, rows, batch_size=service.settings.batch_size * 4, progress=bar.update)
+            await catalogue.ingest_rows(service, rows, batch_size=128, progress=bar.update)
 
 
 async def run_demo(

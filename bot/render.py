@@ -54,7 +54,8 @@ def recommendation_text(rec: Recommendation) -> str:
 
 def about_text(a: About) -> str:
     lines = [
-        f"Backbone: {a.backbone} ({a.dimension}-d features, {a.precision})",
+        f"Backbone: {a.backbone} ({a.dimension}-d features, {a.precision}"
+        + (f", batches of {a.batch_size})" if a.batch_size else ")"),
         f"Weights: {a.weights_source} [{a.weights_fingerprint}]",
         f"Head: {a.head}" if a.head else "Head: none (frozen backbone features; see `fashionbot train-head`)",
         f"Catalogue: {a.catalogue_size} items; index: {a.index_size} items, {a.index_state}",

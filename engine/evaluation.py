@@ -217,7 +217,7 @@ def _embed(embedder, pictures: Callable[[int], Image.Image], indices: np.ndarray
 
 def evaluate_model(
     backbone, data: EvalData, splits: Splits, *, robustness_queries: int,
-    progress: Callable[[str, int], Callable[[int], None]], batch_size: int = 32,
+    progress: Callable[[str, int], Callable[[int], None]], batch_size: int | None = None,
 ) -> dict:
     """Quality of one model through the production embedder (folded batch norms,
     channels-last, the precision it would serve with)."""

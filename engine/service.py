@@ -176,7 +176,7 @@ class FashionService:
     async def reindex(self, progress: Callable[[int], None] | None = None) -> int:
         """Re-embed items that lack an embedding for the current backbone, then rebuild the index."""
         while True:
-            todo = await self.store.items_to_embed(self.model_key, limit=self.settings.batch_size * 4)
+            todo = await self.store.items_to_embed(self.model_key, limit=128)
             if not todo:
                 break
             prepared = await asyncio.gather(*(self.prepare(image, keep=False) for _, image in todo))
@@ -403,6 +403,7 @@ class FashionService:
             index_state=self.index_state,
             precision=self.embedder.precision,
             head=_describe_head(self.backbone),
+            batch_size=self.embedder.batch_size,
         )
 
 

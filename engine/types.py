@@ -126,5 +126,6 @@ class About:
     catalogue_size: int
     index_size: int
     index_state: str
-    precision: str  # "bf16" or "fp32"
+    precision: str  # e.g. "fp32", or "fp32+bf16 (bf16 from stage 7 of 18)"
     head: str = ""  # the trained head, described; "" when the frozen backbone's features are used
+    batch_size: int = 0  # images per model batch (measured at start-up unless set); 0: unknown

@@ -1,0 +1,87 @@
+"""Batch size chosen by measurement (Embedder._choose_batch_size): start-up times the
+served path at 1, 2, 4 … and keeps the fastest; micro-batches never exceed it; an
+operator's explicit FASHIONBOT_BATCH_SIZE is used as given."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from bot.render import about_text
+from bot.settings import Settings
+from engine.embedder import BATCH_TIE, MAX_AUTO_BATCH, Embedder, prepare
+from engine.types import About
+
+
+@pytest.fixture(scope="module")
+def pictures():
+    from engine.catalogue import fashion_mnist_picture, load_fashion_mnist
+
+    images, _ = load_fashion_mnist("test")
+    return np.stack([prepare(fashion_mnist_picture(images[i]), 224) for i in range(0, 2000, 50)])
+
+
+@pytest.fixture(scope="module")
+def measured(backbone):
+    emb = Embedder(backbone, max_wait_ms=50)
+    yield emb
+    emb.close()
+
+
+def test_unset_batch_size_is_the_fastest_measured(measured) -> None:
+    rates = measured.batch_rates
+    sizes = sorted(rates)
+    assert sizes[0] == 1 and all(b == 2 * a for a, b in zip(sizes, sizes[1:])), sizes
+    assert sizes[-1] <= MAX_AUTO_BATCH
+    assert all(r > 0 for r in rates.values())
+    best = max(rates.values())
+    assert rates[measured.batch_size] >= BATCH_TIE * best
+    # the smallest size within the tie: a smaller one would start sooner for the same speed
+    assert not [b for b in sizes if b < measured.batch_size and rates[b] >= BATCH_TIE * best]
+    # measuring stopped early only because the last size was clearly slower than the best
+    if sizes[-1] < MAX_AUTO_BATCH:
+        assert rates[sizes[-1]] < 0.9 * best
+
+
+def test_a_burst_is_cut_into_batches_of_the_chosen_size(measured, pictures) -> None:
+    sizes: list[int] = []
+    lock = threading.Lock()
+    forward = measured.forward
+
+    def recording(px, **kw):
+        with lock:
+            sizes.append(len(px))
+        return forward(px, **kw)
+
+    measured.forward = recording
+    try:
+        futures = [measured.submit(p) for p in pictures]  # 40 lone photos at once
+        got = np.concatenate([f.result(timeout=120) for f in futures])
+    finally:
+        del measured.forward
+    assert sum(sizes) == len(pictures)
+    assert max(sizes) <= measured.batch_size
+    assert len(sizes) < len(pictures)  # they were batched, not run one by one
+    alone = np.concatenate([measured.submit(p).result(timeout=60) for p in pictures[:4]])
+    assert np.min(np.sum(alone * got[:4], axis=1)) > 0.999
+
+
+def test_an_explicit_batch_size_is_used_as_given(backbone, monkeypatch) -> None:
+    monkeypatch.setenv("FASHIONBOT_BATCH_SIZE", "4")
+    assert Settings().batch_size == 4
+    emb = Embedder(backbone, batch_size=Settings().batch_size, max_wait_ms=0)
+    try:
+        assert emb.batch_size == 4 and emb.batch_rates == {}
+    finally:
+        emb.close()
+    monkeypatch.delenv("FASHIONBOT_BATCH_SIZE")
+    assert Settings().batch_size is None
+
+
+def test_about_says_the_batch_size() -> None:
+    about = About(
+        backbone="efficientnet-lite0", backbone_note="", weights_source="pypi", weights_fingerprint="abc",
+        dimension=1280, catalogue_size=3, index_size=3, index_state="ready", precision="fp32", batch_size=8,
+    )
+    assert "fp32, batches of 8)" in about_text(about)
