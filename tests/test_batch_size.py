@@ -39,9 +39,6 @@ def test_unset_batch_size_is_the_fastest_measured(measured) -> None:
     assert rates[measured.batch_size] >= BATCH_TIE * best
     # the smallest size within the tie: a smaller one would start sooner for the same speed
     assert not [b for b in sizes if b < measured.batch_size and rates[b] >= BATCH_TIE * best]
-    # measuring stopped early only because the last size was clearly slower than the best
-    if sizes[-1] < MAX_AUTO_BATCH:
-        assert rates[sizes[-1]] < 0.9 * best
 
 
 def test_a_burst_is_cut_into_batches_of_the_chosen_size(measured, pictures) -> None:
