@@ -16,7 +16,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sections", nargs="+", choices=("all", *SECTIONS))
     parser.add_argument("--quick", action="store_true", help="smaller sizes; the index at 100,000 items")
-    parser.add_argument("--batch-size", type=int, default=None, help="embedder batch size (default: settings)")
+    parser.add_argument("--batch-size", type=int, default=None, help="embedder batch size (default: FASHIONBOT_BATCH_SIZE, or measured at start-up)")
     parser.add_argument("--precision", default=None, choices=("auto", "fp32", "bf16"),
                         help="our path's precision (default auto: bf16 from the stage where it agrees with fp32, on CPUs with native bf16)")
     parser.add_argument("--no-compile", action="store_true", help="run our model eagerly (no torch.compile)")

@@ -4,7 +4,7 @@
 
 Embedder: images/second for ResNet-50 (random weights: ImageNet weights are not
 available offline, and speed does not depend on the values) and EfficientNet-Lite0
-(real weights), at batch 1 and batched, in fp32, in bf16 everywhere, and in the
+(real weights), at batch 1, at the batch size start-up chose by measurement and at 32, in fp32, in bf16 everywhere, and in the
 mixed plan the embedder picks at start-up (fp32 first stages, bf16 after; see
 engine/precision.py), where the CPU has native bf16; plus each one's feature cosine
 against fp32 on real Fashion-MNIST images. The baseline of each ratio is fp32 at
@@ -73,7 +73,10 @@ def bench_embedder(quick: bool) -> dict:
             emb = Embedder(backbone, precision=precision)
             label = {"fp32": "fp32", "auto": "mixed", "bf16": "bf16"}[precision]
             row[f"{label}_plan"] = emb.precision
-            for batch in (1, 32):
+            # the batch size start-up chose by measurement, with the rates it measured
+            row[f"{label}_batch_chosen"] = emb.batch_size
+            row[f"{label}_startup_batch_rates"] = {str(b): round(r, 1) for b, r in emb.batch_rates.items()}
+            for batch in sorted({1, emb.batch_size, 32}):
                 key = f"batch{batch}_{label}"
                 row[key] = round(images_per_second(emb, pixels, batch, seconds), 1)
                 print(f"{backbone.name:20s} {key:14s} {row[key]:8.1f} img/s  ({emb.precision})", flush=True)
@@ -86,7 +89,8 @@ def bench_embedder(quick: bool) -> dict:
                 print(f"{backbone.name:20s} {label} vs fp32 cosine: min {cos.min():.5f} mean {cos.mean():.5f}")
             emb.close()
         base = row["batch1_fp32"]
-        row["ratios_vs_batch1_fp32"] = {k: round(v / base, 2) for k, v in row.items() if k.startswith("batch")}
+        row["ratios_vs_batch1_fp32"] = {k: round(v / base, 2) for k, v in row.items()
+                                        if k.startswith("batch") and isinstance(v, float)}
         out[backbone.name] = row
     return out
 
