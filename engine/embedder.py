@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -25,6 +26,7 @@ import torch
 from PIL import Image
 
 from engine.backbones import LoadedBackbone
+from engine.batch_rates import BatchRates, machine_key
 from engine.precision import PrecisionPlans, describe
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,6 @@ BF16_MIN_COSINE = 0.999  # the promise: served features agree with fp32 at least
 BF16_GATE = 0.9995  # what calibration pictures must reach: a margin over the promise for real photos
 _BF16_VERDICTS: dict[tuple[str, int], int | None] = {}  # per backbone and weights, once per process
 _SMALL_BATCH_FP32: dict[tuple[str, int], bool] = {}  # is fp32 faster for a lone photo? measured once
-_BATCH_RATES: dict[tuple, dict[int, float]] = {}  # images/s by batch size, per model and plan, once per process
 SMALL_BATCH = 2  # batches up to this size may run the fp32 model when it is the faster one
 MAX_AUTO_BATCH = 32  # the largest batch start-up measures when the batch size is left to it
 BATCH_TIE = 0.97  # a smaller batch within 3 % of the fastest wins: it starts sooner and fits caches
@@ -126,8 +127,10 @@ class Embedder:
         max_wait_ms: float = 4.0,
         threads: int | None = None,
         compile: bool = False,
+        batch_rates_file: Path | None = None,
     ) -> None:
         self.backbone = backbone
+        self._remembered = BatchRates(batch_rates_file)
         self.requested_precision = precision
         # None: measured at start-up (_choose_batch_size); the cap also bounds compiled buckets.
         self.batch_size = batch_size or MAX_AUTO_BATCH
@@ -286,11 +289,14 @@ class Embedder:
         path and all (normalisation, plan, compiled buckets). Bigger is not faster here:
         the mixed ResNet-50, compiled, ran 80 images/s at batch 8 against 65 at 32 on 2
         cores (activations stop fitting in cache), and micro-batches of the faster size
-        also start sooner. Measured once per process and model."""
-        key = (self.backbone.model_key, self.input_size, self.bf16_from, self.small_batch_fp32, bool(self.buckets))
-        if key not in _BATCH_RATES:
-            _BATCH_RATES[key] = self._measure_batch_rates()
-        self.batch_rates = _BATCH_RATES[key]
+        also start sooner. Measured once per model, plan and machine (engine/batch_rates.py)."""
+        key = "|".join(map(str, (self.backbone.model_key, self.input_size, self.precision, self.small_batch_fp32,
+                                 "compiled" if self.buckets else "eager", f"cap {self.batch_size}", machine_key())))
+        rates = self._remembered.get(key)
+        if rates is None:
+            rates = self._measure_batch_rates()
+            self._remembered.put(key, rates)
+        self.batch_rates = rates
         best = max(self.batch_rates.values())
         chosen = min(b for b, r in self.batch_rates.items() if r >= BATCH_TIE * best)
         log.info("batch size %d chosen by measurement (images/s: %s)", chosen,

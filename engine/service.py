@@ -81,6 +81,7 @@ class FashionService:
                 max_wait_ms=settings.micro_batch_wait_ms,
                 threads=settings.torch_threads,
                 compile=settings.compile,
+                batch_rates_file=settings.data_dir / "batch_rates.json",
             )
         )
         service = cls(settings, store, embedder)

@@ -82,3 +82,43 @@ def test_about_says_the_batch_size() -> None:
         dimension=1280, catalogue_size=3, index_size=3, index_state="ready", precision="fp32", batch_size=8,
     )
     assert "fp32, batches of 8)" in about_text(about)
+
+
+def test_the_measurement_is_remembered_in_the_data_dir(backbone, tmp_path, monkeypatch) -> None:
+    """A one-shot command must not pay 2-6 s of timing at every start: the rates are kept in
+    the data dir, keyed by model, plan and machine; damaged files and other machines re-measure."""
+    import json
+
+    from engine import batch_rates, embedder
+
+    path = tmp_path / "batch_rates.json"
+    calls: list[int] = []
+    measure = embedder.Embedder._measure_batch_rates
+
+    def counting(self, *a, **kw):
+        calls.append(1)
+        return measure(self, *a, **kw)
+
+    monkeypatch.setattr(embedder.Embedder, "_measure_batch_rates", counting)
+    monkeypatch.setattr(batch_rates, "_IN_PROCESS", {})  # the other tests' memory stays as it was
+
+    def start() -> tuple[int, dict[int, float]]:
+        batch_rates._IN_PROCESS.clear()  # as a new process would
+        emb = Embedder(backbone, max_wait_ms=0, batch_rates_file=path)
+        emb.close()
+        return emb.batch_size, emb.batch_rates
+
+    first = start()
+    assert len(calls) == 1 and path.exists()
+    stored = json.loads(path.read_text())
+    assert len(stored) == 1 and batch_rates.machine_key() in next(iter(stored))
+    assert start() == first and len(calls) == 1  # read back, not measured
+
+    path.write_text("{not json")
+    assert start()[0] in first[1] and len(calls) == 2  # damaged: measured again ...
+    assert len(json.loads(path.read_text())) == 1  # ... and the file repaired
+
+    monkeypatch.setattr(batch_rates, "machine_key", lambda: "another CPU/64 cores")
+    monkeypatch.setattr(embedder, "machine_key", lambda: "another CPU/64 cores")
+    start()
+    assert len(calls) == 3 and len(json.loads(path.read_text())) == 2  # another machine: its own entry
