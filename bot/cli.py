@@ -25,6 +25,7 @@ async def _service(settings: Settings):
 
 async def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from engine import catalogue
+    from engine.service import EMBED_CHUNK
 
     service = await _service(settings)
     try:
@@ -35,7 +36,7 @@ async def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             rows = catalogue.fashion_mnist_rows(args.split, args.limit, service.embedder.input_size, skip=skip)
             todo = total - sum(1 for e in skip if e.startswith(f"{args.split}-") and int(e.split("-")[1]) < total)
             bar = _progress(todo, "embedding Fashion-MNIST")
-            report = await catalogue.ingest_rows(service, rows, batch_size=128, progress=bar.update)
+            report = await catalogue.ingest_rows(service, rows, batch_size=EMBED_CHUNK, progress=bar.update)
             report.skipped_existing += total - todo
         else:
             path = Path(args.file)

@@ -22,6 +22,7 @@ async def fill_catalogue(service, *, full: bool, limit: int | None) -> None:
     from tqdm import tqdm
 
     from engine import catalogue
+    from engine.service import EMBED_CHUNK
 
     splits = [("train", None), ("test", None)] if full else [("train", limit or DEFAULT_LIMIT)]
     existing = await service.store.all_external_ids("fashion-mnist")
@@ -33,7 +34,7 @@ async def fill_catalogue(service, *, full: bool, limit: int | None) -> None:
             continue
         rows = catalogue.fashion_mnist_rows(split, total, service.embedder.input_size, skip=existing)
         with tqdm(total=todo, desc=f"Embedding Fashion-MNIST ({split})", unit="img", file=sys.stderr) as bar:
-            await catalogue.ingest_rows(service, rows, batch_size=128, progress=bar.update)
+            await catalogue.ingest_rows(service, rows, batch_size=EMBED_CHUNK, progress=bar.update)
 
 
 async def run_demo(

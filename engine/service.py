@@ -46,6 +46,9 @@ class PreparedImage:
     jpeg: bytes | None
 
 
+EMBED_CHUNK = 128  # rows per database round: progress moves every second or two, and a crash loses at most this
+
+
 class FashionService:
     def __init__(self, settings: Settings, store: Store, embedder: Embedder) -> None:
         self.settings = settings
@@ -177,7 +180,7 @@ class FashionService:
     async def reindex(self, progress: Callable[[int], None] | None = None) -> int:
         """Re-embed items that lack an embedding for the current backbone, then rebuild the index."""
         while True:
-            todo = await self.store.items_to_embed(self.model_key, limit=128)
+            todo = await self.store.items_to_embed(self.model_key, limit=EMBED_CHUNK)
             if not todo:
                 break
             prepared = await asyncio.gather(*(self.prepare(image, keep=False) for _, image in todo))
