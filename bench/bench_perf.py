@@ -361,6 +361,18 @@ def rerank(index: VectorIndex, codes: np.ndarray, scales: np.ndarray, q: np.ndar
     return ids[np.argsort(-sims)[:10]]
 
 
+def build_measured(vectors: np.ndarray, m: int, efc: int) -> tuple[VectorIndex, float, int]:
+    """A product VectorIndex over ``vectors``, added 100,000 at a time: (index, build seconds,
+    RSS growth in bytes, measured from a trimmed heap so freed arrays don't hide it)."""
+    n = len(vectors)
+    before = trimmed_rss()
+    index = new_index(vectors.shape[1], n, m=m, efc=efc, ef=64)
+    t0 = time.perf_counter()
+    for s in range(0, n, 100_000):
+        index.add(np.arange(s, min(n, s + 100_000)), vectors[s : s + 100_000])
+    return index, time.perf_counter() - t0, rss() - before
+
+
 def timed_queries(search, queries) -> tuple[np.ndarray, list[float]]:
     """Run ``search`` on each query, one at a time: the stacked results and each one's seconds."""
     found, times = [], []
@@ -407,13 +419,7 @@ def bench_index(cfg: dict) -> dict:
     out["hnswlib_1280d_level0_bytes_estimate"] = hnsw_1280_bytes
     configs = []
     for m, efc in cfg["index_configs"]:
-        before = trimmed_rss()
-        index = new_index(d_out, n, m=m, efc=efc, ef=64)
-        t0 = time.perf_counter()
-        for s in range(0, n, 100_000):
-            index.add(np.arange(s, min(n, s + 100_000)), pd_[s : s + 100_000])
-        build = time.perf_counter() - t0
-        mem = rss() - before
+        index, build, mem = build_measured(pd_, m, efc)
         row = {"m": m, "ef_construction": efc, "build_s": build, "rss_delta_bytes": mem,
                "rerank_int8_bytes": codes.nbytes + scales.nbytes, "by_ef": []}
         log(f"index: M={m} efc={efc} built in {build:.0f} s, RSS +{mem / 2**30:.2f} GiB "
@@ -467,13 +473,7 @@ def bench_index_head(cfg: dict, dim: int = 128) -> dict:
     queries = synth_vectors(nq, spectrum, 15, centres)
     truth = exact_top10(queries, data)
     m, efc = 16, 100
-    before = trimmed_rss()
-    index = new_index(dim, n, m=m, efc=efc, ef=64)
-    t0 = time.perf_counter()
-    for s in range(0, n, 100_000):
-        index.add(np.arange(s, min(n, s + 100_000)), data[s : s + 100_000])
-    build = time.perf_counter() - t0
-    mem = rss() - before
+    index, build, mem = build_measured(data, m, efc)
     del data
     out: dict = {"n": n, "dim": dim, "queries": nq, "m": m, "ef_construction": efc, "build_s": build,
                  "rss_delta_bytes": mem, "by_ef": []}
