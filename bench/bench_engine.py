@@ -6,7 +6,7 @@ Embedder: images/second for ResNet-50 (random weights: ImageNet weights are not
 available offline, and speed does not depend on the values) and EfficientNet-Lite0
 (real weights), at batch 1, at the batch size start-up chose by measurement and at 32, in fp32, in bf16 everywhere, and in the
 mixed plan the embedder picks at start-up (fp32 first stages, bf16 after; see
-engine/precision.py), where the CPU has native bf16; plus each one's feature cosine
+engine/vision/precision.py), where the CPU has native bf16; plus each one's feature cosine
 against fp32 on real Fashion-MNIST images. The baseline of each ratio is fp32 at
 batch 1 in the same run.
 
@@ -23,14 +23,14 @@ import torch
 from PIL import Image
 
 from bench.common import machine, save
-from engine.backbones import LoadedBackbone, load_efficientnet_lite
-from engine.embedder import Embedder, cpu_has_native_bf16, prepare
+from engine.vision.backbones import LoadedBackbone, load_efficientnet_lite
+from engine.vision.embedder import Embedder, cpu_has_native_bf16, prepare
 
 
 def resnet50_random() -> LoadedBackbone:
     from torchvision.models import resnet50
 
-    from engine.backbones import _Pooled
+    from engine.vision.backbones import _Pooled
 
     return LoadedBackbone(
         name="resnet50", model=_Pooled(resnet50(weights=None)).eval(), dim=2048, input_size=224,
@@ -39,7 +39,7 @@ def resnet50_random() -> LoadedBackbone:
 
 
 def real_pixels(n: int, size: int) -> np.ndarray:
-    from engine.catalogue import fashion_mnist_picture, load_fashion_mnist
+    from engine.catalogue.ingest import fashion_mnist_picture, load_fashion_mnist
 
     images, _ = load_fashion_mnist("test")
     return np.stack([prepare(fashion_mnist_picture(images[i]), size) for i in range(n)])
@@ -96,8 +96,8 @@ def bench_embedder(quick: bool) -> dict:
 
 
 def bench_index(quick: bool) -> dict:
-    from bot.settings import Settings
-    from engine.index import IndexMeta, VectorIndex
+    from engine.config import Settings
+    from engine.catalogue.index import IndexMeta, VectorIndex
 
     settings = Settings()
     n, dim, nq = (50_000, 1280, 200)

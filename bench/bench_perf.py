@@ -34,10 +34,10 @@ from PIL import Image
 
 from bench.baseline import BaselineRecommender
 from bench.common import RESULTS, machine, save
-from engine.backbones import LoadedBackbone, _Pooled, load_efficientnet_lite
-from engine.embedder import Embedder, prepare
-from engine.images import open_image
-from engine.index import IndexMeta, VectorIndex
+from engine.vision.backbones import LoadedBackbone, _Pooled, load_efficientnet_lite
+from engine.vision.embedder import Embedder, prepare
+from engine.vision.images import open_image
+from engine.catalogue.index import IndexMeta, VectorIndex
 
 SIZES = {
     True: dict(ingest=64, queries=20, cat_sizes=[1000, 11000, 22000, 44000], users=50, index_n=100_000,
@@ -77,7 +77,7 @@ def pct(xs: list[float], q: float) -> float:
 def product_jpegs(n: int, seed: int = 0, split: str = "test") -> list[bytes]:
     """Realistic product JPEGs, 600×800: a Fashion-MNIST garment, tinted, upscaled to
     560 px, with sensor-like noise, centred on white, JPEG quality 90."""
-    from engine.catalogue import load_fashion_mnist
+    from engine.catalogue.ingest import load_fashion_mnist
 
     images, _ = load_fashion_mnist(split)
     rng = np.random.default_rng(seed)
@@ -98,7 +98,7 @@ def product_jpegs(n: int, seed: int = 0, split: str = "test") -> list[bytes]:
 
 def fmnist_query_jpeg(pixels28: np.ndarray) -> bytes:
     """As tests/conftest.fmnist_jpeg: a chat photo, dark on white, 280 px JPEG."""
-    from engine.catalogue import fashion_mnist_picture
+    from engine.catalogue.ingest import fashion_mnist_picture
 
     buf = io.BytesIO()
     fashion_mnist_picture(pixels28).resize((280, 280), Image.Resampling.BICUBIC).save(buf, format="JPEG", quality=90)
@@ -143,7 +143,7 @@ def decode(data: bytes, size: int) -> np.ndarray:
 
 
 def new_index(dim: int, capacity: int, m: int | None = None, efc: int | None = None, ef: int | None = None) -> VectorIndex:
-    from bot.settings import Settings
+    from engine.config import Settings
 
     s = Settings()
     meta = IndexMeta("bench", "bench", dim, m=m or s.index_m, ef_construction=efc or s.index_ef_construction)
@@ -301,7 +301,7 @@ def bench_concurrency(cfg: dict, emb: Embedder, jpegs: list[bytes], feats: np.nd
 # ---- index at scale -------------------------------------------------------------------
 def lite0_spectrum(n: int) -> np.ndarray:
     """Eigenvalues of the covariance of real EfficientNet-Lite0 embeddings (Fashion-MNIST)."""
-    from engine.catalogue import fashion_mnist_picture, load_fashion_mnist
+    from engine.catalogue.ingest import fashion_mnist_picture, load_fashion_mnist
 
     images, _ = load_fashion_mnist("train")
     emb = Embedder(load_efficientnet_lite(), precision="fp32")
@@ -498,7 +498,7 @@ def top10(q: np.ndarray, cat: np.ndarray) -> np.ndarray:
 
 
 def bench_agreement(cfg: dict, res_emb: Embedder, jpegs: list[bytes]) -> dict:
-    from engine.catalogue import FASHION_MNIST_CLASSES, fashion_mnist_picture, load_fashion_mnist  # noqa: F401
+    from engine.catalogue.ingest import FASHION_MNIST_CLASSES, fashion_mnist_picture, load_fashion_mnist  # noqa: F401
 
     out: dict = {}
     # EfficientNet-Lite0, real weights: Fashion-MNIST catalogue and chat-photo queries.
@@ -648,7 +648,7 @@ def run(sections: list[str], quick: bool, batch_size: int | None = None, precisi
         res["jpeg_mean_bytes"] = float(np.mean([len(j) for j in jpegs]))
         state = shared_resnet50_state(jpegs[: cfg["calib"]])
         base = BaselineRecommender(state)
-        from bot.settings import Settings
+        from engine.config import Settings
 
         # The fast path: the precision the product picks (bf16 from the stage where it
         # agrees with fp32, where the CPU has native bf16; fp32 otherwise).

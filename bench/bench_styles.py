@@ -1,4 +1,4 @@
-"""Benchmark (and calibration) of engine/styles.py.
+"""Benchmark (and calibration) of engine/styles/profile.py.
 
     .venv/bin/python bench/bench_styles.py              # timing, synthetic histories
     .venv/bin/python bench/bench_styles.py --calibrate  # threshold scan on real features
@@ -44,7 +44,7 @@ from scipy.spatial.distance import pdist, squareform
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.styles import (  # noqa: E402
+from engine.styles.profile import (  # noqa: E402
     DEFAULT_DISTANCE_THRESHOLD,
     _profile_from_labels,
     _unit_rows,
@@ -173,7 +173,7 @@ def run_timing(sizes: list[int], dims: list[int], repeats: int, threshold: float
             )
             print("          stages (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in case["stages_median_ms"].items()))
     return {
-        "benchmark": "engine.styles.build_profile",
+        "benchmark": "engine.styles.profile.build_profile",
         "baseline": "textbook scipy: pdist(metric='cosine') + linkage(method='average') + fcluster "
         "+ cohesion from the full n x n similarity matrix (same algorithm and partition)",
         "data": "synthetic: 12 Zipf-sized styles, within-style cosine ~0.75, between ~0.5, 3% outliers",
@@ -218,8 +218,8 @@ def fashion_mnist_features(per_class: int, seed: int) -> tuple[np.ndarray, np.nd
     """efficientnet-lite0 features of ``per_class`` test images per category."""
     from PIL import Image
 
-    from engine.backbones import load_backbone
-    from engine.embedder import Embedder, prepare
+    from engine.vision.backbones import load_backbone
+    from engine.vision.embedder import Embedder, prepare
 
     images = np.frombuffer(gzip.open(FASHION_MNIST / "t10k-images-idx3-ubyte.gz").read(), np.uint8, offset=16)
     labels = np.frombuffer(gzip.open(FASHION_MNIST / "t10k-labels-idx1-ubyte.gz").read(), np.uint8, offset=8)

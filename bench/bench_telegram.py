@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import machine, save  # noqa: E402
-from bot.settings import Settings  # noqa: E402
-from tests.fakes.telegram_api import (  # noqa: E402
+from engine.config import Settings  # noqa: E402
+from tests.support.fakes.telegram_api import (  # noqa: E402
     FakeBotAPI,
     LoopStallMonitor,
     RunningBot,
@@ -51,7 +51,7 @@ SECTION = "## Telegram"
 
 
 async def build_catalogue(data_dir: Path, size: int) -> None:
-    from engine import catalogue
+    from engine.catalogue import ingest as catalogue
     from engine.service import FashionService
 
     import hashlib
@@ -82,7 +82,7 @@ def photos(count: int, offset: int) -> list[bytes]:
 
     from PIL import Image
 
-    from engine.catalogue import fashion_mnist_picture, load_fashion_mnist
+    from engine.catalogue.ingest import fashion_mnist_picture, load_fashion_mnist
 
     images, _ = load_fashion_mnist("test")
     out = []

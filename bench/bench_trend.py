@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import machine, save
-from bot.settings import Settings
+from engine.config import Settings
 from db import trend_store
-from tests.fakes.shop import FakeShop, product_jpeg
+from tests.support.fakes.shop import FakeShop, product_jpeg
 
 
 def shops_toml(fakes: list[FakeShop]) -> str:
@@ -51,7 +51,7 @@ def shops_toml(fakes: list[FakeShop]) -> str:
 
 
 async def build_catalogue(data_dir: Path, n: int, backbone) -> None:
-    from engine import catalogue
+    from engine.catalogue import ingest as catalogue
     from engine.service import FashionService
 
     service = await FashionService.create(settings_for(data_dir), backbone=backbone)
@@ -135,7 +135,7 @@ async def embedding_cost(backbone, n: int) -> float:
 
 
 async def main(args: argparse.Namespace) -> dict:
-    from engine.backbones import load_backbone
+    from engine.vision.backbones import load_backbone
 
     backbone = await asyncio.to_thread(load_backbone, "efficientnet-lite0")
     with tempfile.TemporaryDirectory(prefix="bench-trend-") as tmp:

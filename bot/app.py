@@ -12,7 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.settings import Settings
+from engine.config import Settings
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from bot.settings import Settings
+from engine.config import Settings
 
 
 def _progress(total: int | None, desc: str):
@@ -24,7 +24,7 @@ async def _service(settings: Settings):
 
 
 async def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from engine import catalogue
+    from engine.catalogue import ingest as catalogue
     from engine.service import EMBED_CHUNK
 
     service = await _service(settings)
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as err:
-        from engine.backbones import BackboneUnavailable
+        from engine.vision.backbones import BackboneUnavailable
 
         if isinstance(err, BackboneUnavailable):  # missing weights, a bad or foreign head file
             print(f"Can't load the model: {err}", file=sys.stderr)

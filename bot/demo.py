@@ -11,7 +11,7 @@ import asyncio
 import sys
 import time
 
-from bot.settings import Settings
+from engine.config import Settings
 
 DEFAULT_LIMIT = 5000
 DEMO_SHOP_PORT = 8765
@@ -21,7 +21,7 @@ async def fill_catalogue(service, *, full: bool, limit: int | None) -> None:
     """Ingest the demo subset (or everything) that isn't in the catalogue yet."""
     from tqdm import tqdm
 
-    from engine import catalogue
+    from engine.catalogue import ingest as catalogue
     from engine.service import EMBED_CHUNK
 
     splits = [("train", None), ("test", None)] if full else [("train", limit or DEFAULT_LIMIT)]

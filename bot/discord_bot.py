@@ -37,7 +37,7 @@ from discord import app_commands
 
 from bot import render
 from bot.guards import RateLimiter, declared_size_problem
-from bot.settings import Settings
+from engine.config import Settings
 from engine.errors import BadImage, ServiceError
 from engine.types import Recommendation, UserRef
 
@@ -131,7 +131,7 @@ def thumbnail_jpeg(data: bytes, size: int = THUMBNAIL_PX) -> bytes:
     CPU work: call it in a thread."""
     from PIL import Image
 
-    from engine.images import open_image
+    from engine.vision.images import open_image
 
     img = open_image(data)
     scale = size / max(img.size)

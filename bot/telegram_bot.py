@@ -58,9 +58,9 @@ from telegram.ext import (
 
 from bot import render
 from bot.guards import TELEGRAM_DOWNLOAD_CAP, RateLimiter, declared_size_problem
-from bot.settings import Settings
+from engine.config import Settings
 from engine.errors import BadImage, ServiceError
-from engine.images import open_image
+from engine.vision.images import open_image
 from engine.types import Recommendation, ScoredItem, TrendProgress, UserRef
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Queries for `/trend`: trend bookkeeping, shop listings, offers and tags.
 
 Kept apart from :mod:`db.store` (the engine core's queries) and written as plain
-functions over a :class:`~db.store.Store`, so the trend code in ``engine/trends.py``
+functions over a :class:`~db.store.Store`, so the trend code in ``engine/trends/runner.py``
 never writes SQL. Items themselves are inserted by ``FashionService.add_items``
 (one transaction, then the index); what this module writes afterwards (tags,
 offers, price refreshes) is idempotent, so re-running an interrupted trend repairs it.

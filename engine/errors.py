@@ -1,11 +1,19 @@
-"""Errors whose message is meant for the person using the bot."""
-from __future__ import annotations
+"""Errors whose message is meant for the person using the bot.
 
-from engine.images import BadImage
+Part of the base layer: imports nothing of ours, so every room (vision, catalogue,
+db, scraper, front-ends) raises and catches one family.
+"""
+from __future__ import annotations
 
 
 class ServiceError(Exception):
     """Base class: ``str(err)`` is a friendly, complete sentence."""
+
+
+class BadImage(ServiceError, ValueError):
+    """An image we cannot use. ``str(err)`` is written for the person who sent it.
+
+    A ``ValueError`` too, so code that validates input generically still catches it."""
 
 
 class EmptyCatalogue(ServiceError):

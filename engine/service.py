@@ -17,17 +17,17 @@ from typing import Any, Callable, TypeVar
 
 import numpy as np
 
-from bot.settings import Settings
+from engine.config import Settings
 from db import trend_store
 from db.store import NewItem, Store
-from engine.backbones import LoadedBackbone, load_model
-from engine.embedder import Embedder, prepare
+from engine.vision.backbones import LoadedBackbone, load_model
+from engine.vision.embedder import Embedder, prepare
 from engine.errors import EmptyCatalogue, IndexOutOfDate, UnknownItem
-from engine.images import open_image, to_jpeg
-from engine.index import IndexMeta, IndexMismatch, VectorIndex
-from engine import styles
-from engine.collage import render_collage
-from engine.trends import TrendRunner
+from engine.vision.images import open_image, to_jpeg
+from engine.catalogue.index import IndexMeta, IndexMismatch, VectorIndex
+from engine.styles import profile as styles
+from engine.styles.collage import render_collage
+from engine.trends.runner import TrendRunner
 from engine.types import About, Item, Recommendation, ScoredItem, StyleCluster, StyleSummary, TrendInfo, UserRef
 from engine.types import TrendProgress
 
@@ -62,7 +62,7 @@ class FashionService:
         # Decoding and index searches: bounded, off the loop.
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fashion-io")
         self._write_lock = asyncio.Lock()  # one catalogue writer at a time
-        self._trends = TrendRunner(self)  # /trend: shop crawls feeding add_items (engine/trends.py)
+        self._trends = TrendRunner(self)  # /trend: shop crawls feeding add_items (engine/trends/runner.py)
         self._closed = False
         self._profiles = styles.ProfileCache()
 

@@ -4,7 +4,7 @@ The crawl yields events as it goes so a front-end can show progress and the
 service can embed and index products while the crawl is still running. It
 does not import engine services or the database: deduplication, embedding and
 storage are the caller's job. Every picture is decoded by
-``engine.images.open_image`` (off the event loop), so a corrupt file or a
+``engine.vision.images.open_image`` (off the event loop), so a corrupt file or a
 decompression bomb becomes a ``ProductSkipped`` with a reason, never an exception.
 
 Event order: per shop, ``ShopSearched`` or ``ShopFailed`` comes before that shop's
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from PIL import Image
 from yarl import URL
 
-from engine.images import DEFAULT_MAX_PIXELS, BadImage, open_image, to_jpeg
+from engine.vision.images import DEFAULT_MAX_PIXELS, BadImage, open_image, to_jpeg
 from scraper.extract import ProductInfo, extract_product, extract_search
 from scraper.fetch import BudgetExhausted, CrawlBudget, FetchError, Fetcher
 from scraper.sources import Shop
@@ -37,7 +37,7 @@ class ScrapedProduct:
     """A product with a picture that passed ``open_image``."""
 
     info: ProductInfo
-    image_jpeg: bytes  # re-encoded by engine.images.to_jpeg (max side ``jpeg_side``): safe to store and show
+    image_jpeg: bytes  # re-encoded by engine.vision.images.to_jpeg (max side ``jpeg_side``): safe to store and show
     image_sha256: str  # of the downloaded bytes: the same file at two shops has the same digest
     dhash: int  # 64-bit difference hash of the picture, for cheap near-duplicate checks
     tag: str

@@ -39,7 +39,7 @@ PER_CATEGORY = 3
 PICTURE_SIDE = 400
 CURRENCY = "EUR"
 ROBOTS = "User-agent: *\nDisallow: /cart\nAllow: /\n"
-# Display nouns for Fashion-MNIST's classes (same order as engine.catalogue.FASHION_MNIST_CLASSES).
+# Display nouns for Fashion-MNIST's classes (same order as engine.catalogue.ingest.FASHION_MNIST_CLASSES).
 NOUNS = ["T-shirt", "Trousers", "Pullover", "Dress", "Coat", "Sandals", "Shirt", "Sneakers", "Bag", "Ankle boots"]
 COLOURS: list[tuple[str, tuple[int, int, int]]] = [
     ("Red", (180, 25, 40)), ("Navy", (25, 40, 110)), ("Olive", (90, 105, 35)), ("Black", (25, 25, 25)),
@@ -81,7 +81,7 @@ def demo_products() -> tuple[DemoProduct, ...]:
     """30 products: the last three test images of each class, each in its own colour."""
     import numpy as np
 
-    from engine.catalogue import FASHION_MNIST_CLASSES, demo_price
+    from engine.catalogue.ingest import FASHION_MNIST_CLASSES, demo_price
 
     _, labels = _test_images()
     out = []
@@ -106,7 +106,7 @@ def demo_products() -> tuple[DemoProduct, ...]:
 @lru_cache(maxsize=64)
 def demo_picture(slug: str) -> bytes:
     """The product's JPEG: the Fashion-MNIST picture (dark on white) tinted and upscaled."""
-    from engine.catalogue import fashion_mnist_picture
+    from engine.catalogue.ingest import fashion_mnist_picture
 
     product = next(p for p in demo_products() if p.slug == slug)
     images, _ = _test_images()
@@ -121,7 +121,7 @@ def demo_picture(slug: str) -> bytes:
 
 @lru_cache(maxsize=1)
 def _test_images():  # noqa: ANN202 - (images, labels)
-    from engine.catalogue import load_fashion_mnist
+    from engine.catalogue.ingest import load_fashion_mnist
 
     return load_fashion_mnist("test")
 

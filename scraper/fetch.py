@@ -150,7 +150,7 @@ class FetchConfig:
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> FetchConfig:
-        """Build from ``bot.settings.Settings`` (duck-typed: the scraper does not import bot/)."""
+        """Build from ``engine.config.Settings`` (duck-typed: the scraper does not import bot/)."""
         values: dict[str, Any] = {
             "contact_url": settings.scraper_contact_url,
             "allow_hosts": frozenset(settings.scraper_allow_hosts or ()),

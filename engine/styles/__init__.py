@@ -1,0 +1,1 @@
+"""Style profiles: clustering a user's garments, naming clusters, the collage."""

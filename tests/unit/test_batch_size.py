@@ -1,0 +1,125 @@
+"""Batch size chosen by measurement (Embedder._choose_batch_size): start-up times the
+served path at 1, 2, 4 … and keeps the fastest; micro-batches never exceed it; an
+operator's explicit FASHIONBOT_BATCH_SIZE is used as given."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from bot.render import about_text
+from engine.config import Settings
+from engine.vision.embedder import BATCH_TIE, MAX_AUTO_BATCH, Embedder, prepare
+from engine.types import About
+
+
+@pytest.fixture(scope="module")
+def pictures():
+    from engine.catalogue.ingest import fashion_mnist_picture, load_fashion_mnist
+
+    images, _ = load_fashion_mnist("test")
+    return np.stack([prepare(fashion_mnist_picture(images[i]), 224) for i in range(0, 2000, 50)])
+
+
+@pytest.fixture(scope="module")
+def measured(backbone):
+    emb = Embedder(backbone, max_wait_ms=50)
+    yield emb
+    emb.close()
+
+
+def test_unset_batch_size_is_the_fastest_measured(measured) -> None:
+    rates = measured.batch_rates
+    sizes = sorted(rates)
+    assert sizes[0] == 1 and all(b == 2 * a for a, b in zip(sizes, sizes[1:])), sizes
+    assert sizes[-1] <= MAX_AUTO_BATCH
+    assert all(r > 0 for r in rates.values())
+    best = max(rates.values())
+    assert rates[measured.batch_size] >= BATCH_TIE * best
+    # the smallest size within the tie: a smaller one would start sooner for the same speed
+    assert not [b for b in sizes if b < measured.batch_size and rates[b] >= BATCH_TIE * best]
+
+
+def test_a_burst_is_cut_into_batches_of_the_chosen_size(measured, pictures) -> None:
+    sizes: list[int] = []
+    lock = threading.Lock()
+    forward = measured.forward
+
+    def recording(px, **kw):
+        with lock:
+            sizes.append(len(px))
+        return forward(px, **kw)
+
+    measured.forward = recording
+    try:
+        futures = [measured.submit(p) for p in pictures]  # 40 lone photos at once
+        got = np.concatenate([f.result(timeout=120) for f in futures])
+    finally:
+        del measured.forward
+    assert sum(sizes) == len(pictures)
+    assert max(sizes) <= measured.batch_size
+    assert len(sizes) < len(pictures)  # they were batched, not run one by one
+    alone = np.concatenate([measured.submit(p).result(timeout=60) for p in pictures[:4]])
+    assert np.min(np.sum(alone * got[:4], axis=1)) > 0.999
+
+
+def test_an_explicit_batch_size_is_used_as_given(backbone, monkeypatch) -> None:
+    monkeypatch.setenv("FASHIONBOT_BATCH_SIZE", "4")
+    assert Settings().batch_size == 4
+    emb = Embedder(backbone, batch_size=Settings().batch_size, max_wait_ms=0)
+    try:
+        assert emb.batch_size == 4 and emb.batch_rates == {}
+    finally:
+        emb.close()
+    monkeypatch.delenv("FASHIONBOT_BATCH_SIZE")
+    assert Settings().batch_size is None
+
+
+def test_about_says_the_batch_size() -> None:
+    about = About(
+        backbone="efficientnet-lite0", backbone_note="", weights_source="pypi", weights_fingerprint="abc",
+        dimension=1280, catalogue_size=3, index_size=3, index_state="ready", precision="fp32", batch_size=8,
+    )
+    assert "fp32, batches of 8)" in about_text(about)
+
+
+def test_the_measurement_is_remembered_in_the_data_dir(backbone, tmp_path, monkeypatch) -> None:
+    """A one-shot command must not pay 2-6 s of timing at every start: the rates are kept in
+    the data dir, keyed by model, plan and machine; damaged files and other machines re-measure."""
+    import json
+
+    from engine.vision import batch_rates, embedder
+
+    path = tmp_path / "batch_rates.json"
+    calls: list[int] = []
+    measure = embedder.Embedder._measure_batch_rates
+
+    def counting(self, *a, **kw):
+        calls.append(1)
+        return measure(self, *a, **kw)
+
+    monkeypatch.setattr(embedder.Embedder, "_measure_batch_rates", counting)
+    monkeypatch.setattr(batch_rates, "_IN_PROCESS", {})  # the other tests' memory stays as it was
+
+    def start() -> tuple[int, dict[int, float]]:
+        batch_rates._IN_PROCESS.clear()  # as a new process would
+        emb = Embedder(backbone, max_wait_ms=0, batch_rates_file=path)
+        emb.close()
+        return emb.batch_size, emb.batch_rates
+
+    first = start()
+    assert len(calls) == 1 and path.exists()
+    stored = json.loads(path.read_text())
+    assert len(stored) == 1 and batch_rates.machine_key() in next(iter(stored))
+    assert start() == first and len(calls) == 1  # read back, not measured
+
+    path.write_text("{not json")
+    size, rates = start()
+    assert len(calls) == 2 and size in rates  # damaged: measured again ...
+    assert len(json.loads(path.read_text())) == 1  # ... and the file repaired
+
+    monkeypatch.setattr(batch_rates, "machine_key", lambda: "another CPU/64 cores")
+    monkeypatch.setattr(embedder, "machine_key", lambda: "another CPU/64 cores")
+    start()
+    assert len(calls) == 3 and len(json.loads(path.read_text())) == 2  # another machine: its own entry
