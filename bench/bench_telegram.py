@@ -68,8 +68,8 @@ async def build_catalogue(data_dir: Path, size: int) -> None:
     settings = Settings(data_dir=data_dir, backbone="efficientnet-lite0", allow_weight_download=False)
     service = await FashionService.create(settings)
     try:
-        rows = catalogue.fashion_mnist_rows("train", size, service.embedder.input_size)
-        report = await catalogue.ingest_rows(service, rows, batch_size=128)
+        rows = catalogue.fashion_mnist_rows("train", size, service.encoder.embedder.input_size)
+        report = await catalogue.ingest_rows(service.catalogue, service.encoder, rows, batch_size=128)
         print(f"catalogue: {report.summary()}", file=sys.stderr)
     finally:
         await service.close()

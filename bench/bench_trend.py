@@ -57,8 +57,8 @@ async def build_catalogue(data_dir: Path, n: int, backbone) -> None:
     service = await FashionService.create(settings_for(data_dir), backbone=backbone)
     try:
         if n:
-            rows = catalogue.fashion_mnist_rows("train", n, service.embedder.input_size)
-            await catalogue.ingest_rows(service, rows, batch_size=128)
+            rows = catalogue.fashion_mnist_rows("train", n, service.encoder.embedder.input_size)
+            await catalogue.ingest_rows(service.catalogue, service.encoder, rows, batch_size=128)
     finally:
         await service.close()
 
@@ -88,7 +88,7 @@ async def run_trend(base_dir: Path, name: str, fakes: list[FakeShop], products: 
     )
     service = await FashionService.create(settings, backbone=backbone)
     try:
-        before = len(service.index)
+        before = len(service.catalogue.index)
         start = time.perf_counter()
         first_indexed = None
         snapshots = 0
@@ -100,7 +100,7 @@ async def run_trend(base_dir: Path, name: str, fakes: list[FakeShop], products: 
         elapsed = time.perf_counter() - start
         offers = len(await trend_store.offer_rows(service.store))
         assert final.error is None, final.error
-        assert len(service.index) == before + final.indexed
+        assert len(service.catalogue.index) == before + final.indexed
         return {
             "products_found": final.found,
             "indexed": final.indexed,
@@ -127,8 +127,8 @@ async def embedding_cost(backbone, n: int) -> float:
         try:
             pictures = [product_jpeg(i) for i in range(n)]
             start = time.perf_counter()
-            prepared = await asyncio.gather(*(service.prepare(p) for p in pictures))
-            await asyncio.wrap_future(service.embedder.submit(np.stack([p.pixels for p in prepared])))
+            prepared = await asyncio.gather(*(service.encoder.prepare(p) for p in pictures))
+            await asyncio.wrap_future(service.encoder.embedder.submit(np.stack([p.pixels for p in prepared])))
             return (time.perf_counter() - start) / n * 1000
         finally:
             await service.close()

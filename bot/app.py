@@ -26,11 +26,11 @@ class FrontEnd:
 def startup_error_line(name: str, err: BaseException) -> str | None:
     """One clear line for an error a front-end raises when it can't start, else None."""
     if name == "telegram":
-        from bot.telegram_bot import main_line_error
+        from bot.telegram import main_line_error
 
         return main_line_error(err)
     if name == "discord":
-        from bot.discord_bot import DiscordStartError
+        from bot.discord import DiscordStartError
 
         return str(err) if isinstance(err, DiscordStartError) else None
     if isinstance(err, OSError):
@@ -42,11 +42,11 @@ def configured_bots(service, settings: Settings, *, webhook: dict | None = None)
     """The chat bots whose tokens are set in the environment."""
     bots: list[FrontEnd] = []
     if settings.telegram_bot_token is not None and settings.telegram_bot_token.get_secret_value().strip():
-        from bot.telegram_bot import run_telegram
+        from bot.telegram import run_telegram
 
         bots.append(FrontEnd("telegram", lambda: run_telegram(service, settings, **(webhook or {}))))
     if settings.discord_bot_token is not None and settings.discord_bot_token.get_secret_value().strip():
-        from bot.discord_bot import run_discord
+        from bot.discord import run_discord
 
         bots.append(FrontEnd("discord", lambda: run_discord(service, settings)))
     return bots

@@ -5,51 +5,141 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import shutil
 import sys
 from pathlib import Path
 
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
 from engine.config import Settings
 
+from engine.types import Recommendation, ScoredItem
 
-def _progress(total: int | None, desc: str):
+if TYPE_CHECKING:
+    from engine.api import AdminAPI
+
+
+def _scored_json(s: ScoredItem) -> dict[str, Any]:
+    return {
+        "rank": s.rank,
+        "id": s.item.id,
+        "title": s.item.title,
+        "url": s.item.url,
+        "image": s.item.image_url,
+        "price": s.item.price,
+        "currency": s.item.currency,
+        "category": s.item.category,
+        "shop": s.item.shop,
+        "score": s.score,
+    }
+
+
+def recommendation_json(rec: Recommendation) -> dict[str, Any]:
+    """``recommend --json``: the garments (boxes relative to the photo, 0..1), each with
+    its items, and ``items``: what is shown first (the best garment's, or the whole photo's)."""
+    return {
+        "backbone": rec.backbone,
+        "no_garment": rec.no_garment,
+        "photo_size": list(rec.photo_size) if rec.photo_size else None,
+        "garment": rec.garment,
+        "garments": [
+            {
+                "number": g.number,
+                "group": g.group,
+                "label": g.label,
+                "confidence": g.confidence,
+                "box": {"x0": g.box.x0, "y0": g.box.y0, "x1": g.box.x1, "y1": g.box.y1},
+                "items": [_scored_json(s) for s in g.items],
+            }
+            for g in rec.garments
+        ],
+        "items": [_scored_json(s) for s in rec.items],
+    }
+
+
+def _causes(err: BaseException) -> list[BaseException]:
+    """The error and what it wraps (``__cause__``/``__context__``, SQLAlchemy's ``orig``)."""
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [err]
+    while todo:
+        e = todo.pop()
+        if e is None or any(e is s for s in seen):
+            continue
+        seen.append(e)
+        todo += [e.__cause__, e.__context__, getattr(e, "orig", None)]
+    return seen
+
+
+def storage_error_line(err: BaseException, settings: Settings) -> str | None:
+    """One line for a data directory that can't be written (full, read-only, no
+    permission), else None. Nothing was lost: the database commits whole batches and the
+    index is replaced only by a complete new file."""
+    import errno
+
+    where = settings.data_dir
+    try:  # SQLite says only "disk I/O error" when it can't even open its journal
+        full = shutil.disk_usage(where).free < 1 << 20
+    except OSError:
+        full = False
+    try:
+        read_only = bool(os.statvfs(where).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    for e in _causes(err):
+        text = str(e).lower()
+        code = getattr(e, "errno", None)
+        if code == errno.ENOSPC or "disk is full" in text or "no space left" in text or (full and "disk i/o" in text):
+            return f"The data directory {where} is full (no space left on the device); nothing was lost. Free some space and run the command again."
+        if code == errno.EROFS or "readonly database" in text or "read-only file system" in text or (
+            read_only and ("unable to open" in text or "disk i/o" in text)
+        ):
+            return f"The data directory {where} is read-only; nothing was changed. Make it writable and run the command again."
+        if code == errno.EACCES or "permission denied" in text:
+            return f"No permission to write to the data directory {where}. Fix its permissions and run the command again."
+    return None
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fashionbot")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _progress(total: int | None, desc: str, unit: str = "img") -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
 
 
-async def _service(settings: Settings):
+async def _service(settings: Settings) -> AdminAPI:
     from engine.service import FashionService
 
     return await FashionService.create(settings)
 
 
 async def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.catalogue import ingest as catalogue
-    from engine.service import EMBED_CHUNK
-
+    if args.source == "feed" and not Path(args.file).exists():
+        print(f"No such feed: {args.file}", file=sys.stderr)
+        return 2
     service = await _service(settings)
     try:
         if args.source == "fashion-mnist":
-            skip = await service.store.all_external_ids("fashion-mnist")
-            images, _ = await asyncio.to_thread(catalogue.load_fashion_mnist, args.split)
-            total = len(images) if args.limit is None else min(args.limit, len(images))
-            rows = catalogue.fashion_mnist_rows(args.split, args.limit, service.embedder.input_size, skip=skip)
-            todo = total - sum(1 for e in skip if e.startswith(f"{args.split}-") and int(e.split("-")[1]) < total)
-            bar = _progress(todo, "embedding Fashion-MNIST")
-            report = await catalogue.ingest_rows(service, rows, batch_size=EMBED_CHUNK, progress=bar.update)
-            report.skipped_existing += total - todo
+            bar = _progress(None, "embedding Fashion-MNIST")
+            report = await service.ingest_fashion_mnist(split=args.split, limit=args.limit, progress=bar)
         else:
             path = Path(args.file)
-            if not path.exists():
-                print(f"No such feed: {path}", file=sys.stderr)
-                return 2
-            bar = _progress(None, f"ingesting {path.name}")
-            rows = catalogue.feed_rows(path, settings.max_image_bytes)
-            report = await catalogue.ingest_rows(service, rows, batch_size=64, progress=bar.update)
+            bar = _progress(None, f"ingesting {path.name}", unit="row")
+            report = await service.ingest_feed(path, progress=bar)
         bar.close()
         for line, reason in report.bad_rows:
             print(f"line {line}: skipped: {reason}", file=sys.stderr)
-        print(f"Ingest done: {report.summary()}. Catalogue: {await service.store.count_items()} items.")
+        print(f"Ingest done: {report.summary()}. Catalogue: {await service.catalogue_size()} items.")
         return 0
     finally:
         await service.close()
@@ -67,29 +157,14 @@ async def cmd_recommend(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     service = await _service(settings)
     try:
-        rec = await service.recommend(data, k=args.k)
+        rec = await service.recommend(data, k=args.k, whole_photo=args.whole)
     except (ServiceError, ValueError) as err:
         print(str(err), file=sys.stderr)
         return 1
     finally:
         await service.close()
     if args.json:
-        payload = {
-            "backbone": rec.backbone,
-            "items": [
-                {
-                    "id": s.item.id,
-                    "title": s.item.title,
-                    "url": s.item.url,
-                    "image": s.item.image_url,
-                    "price": s.item.price,
-                    "category": s.item.category,
-                    "score": s.score,
-                }
-                for s in rec.items
-            ],
-        }
-        print(json.dumps(payload, ensure_ascii=False, indent=2))
+        print(json.dumps(recommendation_json(rec), ensure_ascii=False, indent=2))
     else:
         print(recommendation_text(rec))
     return 0
@@ -110,10 +185,10 @@ async def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
     service = await _service(settings)
     try:
         bar = _progress(None, "re-embedding")
-        count = await service.reindex(progress=bar.update)
+        count = await service.reindex(progress=bar)
         bar.close()
-        head = service.backbone.head
-        model = service.backbone.name + (f" + head {head.fingerprint} ({head.dim}-d)" if head else "")
+        about = await service.about()
+        model = about.backbone + (f" + head {about.head.split(' ', 1)[0]}" if about.head else "")
         print(f"Index rebuilt with {model}: {count} items.")
     finally:
         await service.close()
@@ -132,11 +207,17 @@ async def cmd_trend(args: argparse.Namespace, settings: Settings) -> int:
             print(trends_text(await service.trends()))
             return 0
         final = None
+        bar = _progress(None, f"trend {' '.join(args.tag)}", unit="product")
         async for progress in service.trend(" ".join(args.tag), UserRef("cli", "local")):
             if progress.done:
                 final = progress
-            else:
-                print(trend_progress_text(progress).splitlines()[-1], flush=True)
+                break
+            bar.total = max(progress.found, bar.total or 0) or None
+            bar.n = progress.indexed + progress.skipped
+            bar.set_postfix_str(
+                f"shops {progress.shops_searched}/{progress.shops_total}, indexed {progress.indexed}", refresh=True
+            )
+        bar.close()
         if final is None:  # not reached: the last snapshot is always done
             return 1
         print(trend_progress_text(final), flush=True)
@@ -158,7 +239,7 @@ async def _serve(settings: Settings, frontends_for) -> int:
 
 async def cmd_telegram(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import FrontEnd
-    from bot.telegram_bot import run_telegram
+    from bot.telegram import run_telegram
 
     opts = {"webhook_url": args.webhook_url, "listen": args.listen, "port": args.port}
     if not (settings.telegram_bot_token and settings.telegram_bot_token.get_secret_value().strip()):
@@ -169,7 +250,7 @@ async def cmd_telegram(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_discord(args: argparse.Namespace, settings: Settings) -> int:
     from bot.app import FrontEnd
-    from bot.discord_bot import run_discord
+    from bot.discord import run_discord
 
     if not (settings.discord_bot_token and settings.discord_bot_token.get_secret_value().strip()):
         print("No Discord bot token: set DISCORD_BOT_TOKEN.", file=sys.stderr)
@@ -213,21 +294,29 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fashionbot", description="Visual fashion search: a photo in, similar items out.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more: -v for progress (INFO), -vv for DEBUG"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     ingest = sub.add_parser("ingest", help="put products into the catalogue")
     isub = ingest.add_subparsers(dest="source", required=True)
     fm = isub.add_parser("fashion-mnist", help="Fashion-MNIST products (Debian's dataset-fashion-mnist)")
     fm.add_argument("--limit", type=int, default=None, help="only the first N images")
-    fm.add_argument("--split", choices=["train", "test"], default="train")
+    fm.add_argument(
+        "--split", choices=["train", "test"], default="train", help="which Fashion-MNIST split (default: train)"
+    )
     feed = isub.add_parser("feed", help="a product feed: Google Merchant CSV/JSONL, or a Kaggle styles.csv")
-    feed.add_argument("file")
+    feed.add_argument(
+        "file", help="the feed file (CSV or JSON lines with id,title,link,image_link,price,…) or a Kaggle styles.csv"
+    )
 
-    rec = sub.add_parser("recommend", help="the 10 most similar items to a photo")
-    rec.add_argument("photo")
-    rec.add_argument("--json", action="store_true")
-    rec.add_argument("-k", type=int, default=10)
+    rec = sub.add_parser("recommend", help="the garments in a photo and the most similar items for each")
+    rec.add_argument("photo", help="a JPEG, PNG, WebP, GIF or BMP file")
+    rec.add_argument("--json", action="store_true", help="print JSON (garments with boxes, categories and items)")
+    rec.add_argument("-k", type=int, default=10, metavar="K", help="items per garment (default: 10)")
+    rec.add_argument("--whole", action="store_true", help="search the whole photo instead of each garment")
 
     sub.add_parser("about", help="backbone, weights, catalogue and index state")
     sub.add_parser("reindex", help="re-embed (if the backbone changed) and rebuild the index")
@@ -251,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     trend = sub.add_parser("trend", help="search the configured shops for a trend and add what they sell")
     trend.add_argument("tag", nargs="*", help="e.g. dress (none: list recent trends)")
 
-    from bot import quality_cli
+    from engine.training import cli as quality_cli
 
     quality_cli.add_parsers(sub)
     return parser
@@ -274,33 +363,37 @@ COMMANDS = {
 
 
 def _quality(name: str, args: argparse.Namespace, settings: Settings):
-    from bot import quality_cli
+    from engine.training import cli as quality_cli
 
     return getattr(quality_cli, name)(args, settings)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings()
-    except Exception as err:  # pydantic ValidationError: a bad environment variable
-        print(f"Invalid settings: {err}", file=sys.stderr)
+    except ValidationError as err:  # a bad environment variable: one line each, named as it is set
+        for problem in err.errors():
+            name = "FASHIONBOT_" + "_".join(str(p) for p in problem["loc"]).upper()
+            print(f"Invalid setting {name}: {problem['msg']}", file=sys.stderr)
         return 2
     try:
         return asyncio.run(COMMANDS[args.command](args, settings))
     except KeyboardInterrupt:
         return 130
     except Exception as err:
-        from engine.vision.backbones import BackboneUnavailable
+        from engine.errors import BackboneUnavailable
 
         if isinstance(err, BackboneUnavailable):  # missing weights, a bad or foreign head file
             print(f"Can't load the model: {err}", file=sys.stderr)
             return 2
-        raise
+        line = storage_error_line(err, settings)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

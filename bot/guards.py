@@ -1,10 +1,11 @@
-"""Checks every front-end applies before doing work for a user: the per-user rate
-limit and the declared-size check (refuse big files before downloading them).
-Shared, so Telegram, Discord and the web chat behave the same."""
+"""Checks every front-end applies before doing work for a user: per-user rate limits
+and the declared-size check (refuse big files before downloading them). Used through
+:mod:`bot.flows`, so Telegram, Discord and the web chat behave the same."""
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 
 from bot import render
 
@@ -14,9 +15,16 @@ TELEGRAM_DOWNLOAD_CAP = 20 * 1024 * 1024  # the Bot API won't let bots download 
 class RateLimiter:
     """At most ``limit`` events per ``window`` seconds per key (sliding window)."""
 
-    def __init__(self, limit: int = 10, window: float = 60.0, clock=time.monotonic) -> None:
+    def __init__(
+        self,
+        limit: int = 10,
+        window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        text: str = render.RATE_LIMITED,
+    ) -> None:
         self.limit = limit
         self.window = window
+        self.text = text
         self._clock = clock
         self._events: dict[str, deque[float]] = {}
 
@@ -36,8 +44,16 @@ class RateLimiter:
                 del self._events[k]
         return 0.0
 
+    def check_all(self, keys: Iterable[str]) -> float:
+        """:meth:`check` for each key (a user, their address …); the first refusal wins."""
+        for key in keys:
+            wait = self.check(key)
+            if wait:
+                return wait
+        return 0.0
+
     def message(self, wait: float) -> str:
-        return render.RATE_LIMITED.format(seconds=max(1, round(wait)))
+        return self.text.format(seconds=max(1, round(wait)))
 
 
 def declared_size_problem(size: int | None, limit: int) -> str | None:

@@ -2,7 +2,7 @@
 say the same thing in the same words."""
 from __future__ import annotations
 
-from engine.types import About, Recommendation, ScoredItem, StyleSummary, TrendInfo, TrendProgress
+from engine.types import About, Garment, Recommendation, ScoredItem, StyleSummary, TrendInfo, TrendProgress
 
 HELP = (
     "Send me a photo of an outfit or a piece of clothing and I'll find the 10 most similar "
@@ -18,8 +18,24 @@ HELP = (
 )
 HINT = "Send me a photo of an outfit and I'll find similar items. /help lists what else I can do."
 RATE_LIMITED = "You're sending photos faster than I can look at them. Please wait {seconds} s and try again."
+COMMANDS_RATE_LIMITED = "You're asking faster than I can keep up. Please wait {seconds} s and try again."
+TREND_UNAVAILABLE = (
+    "Searching shops for a trend isn't available yet, sorry. "
+    "Meanwhile, send me a photo and I'll find similar items in the catalogue."
+)
+TREND_USAGE = "Tell me what to look for, e.g. /trend linen dress"
+NO_GARMENT = "I can't see any clothing in this photo."
+NO_GARMENT_HINT = "If there is something to match in it anyway, search the whole photo."
+WHOLE_PHOTO = "Whole photo"
+SEARCH_WHOLE_PHOTO = "Search the whole photo"
+NOT_YOURS = "This button isn't for you."
+SWITCH_EXPIRED = "I no longer have that photo's results. Please send it again."
 INTERNAL_ERROR = "Something went wrong on my side while handling that. Please try again in a moment."
-FORGET_CONFIRM = "This deletes your photos' fingerprints, your style profile, your ratings and your history. Are you sure?"
+FORGET_CONFIRM = (
+    "This deletes your photos' fingerprints, your style profile, your ratings and your history. Are you sure?"
+)
+
+
 def forgotten(counts: dict[str, int]) -> str:
     """The /forget confirmation, with counts in words people use ("1 photo", "2 photos")."""
     def n(key: str, word: str) -> str:
@@ -30,6 +46,7 @@ def forgotten(counts: dict[str, int]) -> str:
         "Done: I've deleted everything I kept about you "
         f"({n('photos', 'photo')}, {n('feedback', 'rating')}, {n('recommendations', 'result')})."
     )
+NO_RESULTS = "No matching items found."
 FEEDBACK_THANKS = {1: "Thanks! I'll show you more like this.", -1: "Got it, I won't show you that one again."}
 
 
@@ -47,9 +64,66 @@ def caption(s: ScoredItem) -> str:
     return f"{s.rank}. {s.item.title} · {s.item.price_text} · {s.score * 100:.0f}% similar"
 
 
+def join_words(words: list[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _with_article(label: str) -> str:
+    """"a coat", "an anorak", but "trousers", "shoes", "your selection" as they are."""
+    if label.endswith("s") or label.startswith(("your ", "the ")):
+        return label
+    return ("an " if label[:1].lower() in "aeiou" else "a ") + label
+
+
+def garment_name(g: Garment) -> str:
+    return _with_article(g.label)
+
+
+def garments_text(garments: list[Garment]) -> str:
+    """"I see a coat, trousers and shoes." (best garment first)."""
+    return f"I see {join_words([garment_name(g) for g in garments])}." if garments else ""
+
+
+def no_garment_text() -> str:
+    return f"{NO_GARMENT} {NO_GARMENT_HINT}"
+
+
+def showing_text(rec: Recommendation) -> str:
+    """What the items shown belong to: "Matches for the coat (1 of 3):" or the whole photo."""
+    current = rec.current
+    if current is None:
+        return "Matches for the whole photo:"
+    return f"Matches for {_the(current.label)} ({current.number} of {len(rec.garments)}):"
+
+
+def _the(label: str) -> str:
+    return label if label.startswith(("your ", "the ")) else "the " + label
+
+
+def garment_button_label(g: Garment) -> str:
+    return f"{g.number}. {g.label}"
+
+
+def recommendation_intro(rec: Recommendation) -> str:
+    """The first line of an answer: the garments seen and which one is shown, the
+    refusal for a photo without clothing, or "" for a plain whole-photo answer."""
+    if rec.no_garment:
+        return no_garment_text()
+    if not rec.garments:
+        return ""
+    return garments_text(rec.garments) + " " + showing_text(rec)
+
+
 def recommendation_text(rec: Recommendation) -> str:
+    if rec.no_garment:
+        return no_garment_text()
     lines = [caption(s) + (f"\n   {s.item.url}" if s.item.url else "") for s in rec.items]
-    return "\n".join(lines) if lines else "No matching items found."
+    intro = recommendation_intro(rec)
+    body = "\n".join(lines) if lines else NO_RESULTS
+    return f"{intro}\n{body}" if intro else body
 
 
 def about_text(a: About) -> str:

@@ -8,12 +8,17 @@ offers, price refreshes) is idempotent, so re-running an interrupted trend repai
 """
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, literal, select, tuple_, update
+from sqlalchemy import delete, func, literal, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
 
-from db.models import ItemRow, OfferRow, TrendRow, utcnow
+from db.models import ItemRow, OfferRow, TrendLeaseRow, TrendRow, utcnow
 from db.store import Store
 from engine.types import Offer, TrendInfo
 
@@ -95,14 +100,115 @@ async def start_trend(store: Store, tag: str, user_id: int | None) -> int:
 
 
 async def record_trend(
-    store: Store, trend_id: int, *, found: int, indexed: int, skipped: int, status: str | None = None
+    store: Store,
+    trend_id: int,
+    *,
+    found: int,
+    indexed: int,
+    skipped: int,
+    status: str | None = None,
+    shops_searched: int | None = None,
+    shops_total: int | None = None,
 ) -> None:
-    """Counts so far; with ``status`` ("done", "failed", "cancelled") the trend is finished."""
+    """Counts so far (other workers show them); with ``status`` ("done", "failed",
+    "cancelled") the trend is finished."""
     values: dict[str, object] = {"found": found, "indexed": indexed, "skipped": skipped}
+    if shops_searched is not None:
+        values["shops_searched"] = shops_searched
+    if shops_total is not None:
+        values["shops_total"] = shops_total
     if status is not None:
         values |= {"status": status, "finished_at": utcnow()}
     async with store.session.begin() as s:
         await s.execute(update(TrendRow).where(TrendRow.id == trend_id).values(**values))
+
+
+async def latest_trend(store: Store, tag: str) -> TrendRow | None:
+    """The tag's newest trend row (running or finished), if any."""
+    async with store.session() as s:
+        q = select(TrendRow).where(TrendRow.tag == tag).order_by(TrendRow.id.desc()).limit(1)
+        return (await s.execute(q)).scalar_one_or_none()
+
+
+# ---- leases: one run of a tag across workers ---------------------------------------------
+LEASE_SECONDS = 15.0  # a lease not renewed for this long is free (its holder died or hung)
+
+
+@dataclass(frozen=True)
+class Lease:
+    tag: str
+    holder: str
+    expires_at: datetime
+
+
+def lease_holder() -> str:
+    """This process's name as a lease holder: ``<host>:<pid>:<random>``."""
+    return f"{socket.gethostname()[:80]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def holder_is_dead(holder: str) -> bool:
+    """A holder on this host whose process is gone (killed mid-trend): its lease need not
+    wait for expiry. Holders on other hosts are judged by expiry alone."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname()[:80] or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+async def lease(store: Store, tag: str) -> Lease | None:
+    async with store.session() as s:
+        row = (await s.execute(select(TrendLeaseRow).where(TrendLeaseRow.tag == tag))).scalar_one_or_none()
+        return Lease(row.tag, row.holder, row.expires_at) if row else None
+
+
+async def acquire_lease(
+    store: Store, tag: str, holder: str, *, seconds: float = LEASE_SECONDS, steal_from: str | None = None
+) -> bool:
+    """Take (or renew) the tag's lease for ``holder``: succeeds when there is none, it has
+    expired, it is ours, or it belongs to ``steal_from`` (a holder known to be dead). One
+    upsert, so two workers asking at once cannot both win."""
+    now = utcnow()
+    insert = postgresql.insert if store.dialect == "postgresql" else sqlite.insert
+    stmt = insert(TrendLeaseRow).values(tag=tag, holder=holder, expires_at=now + timedelta(seconds=seconds))
+    free = (TrendLeaseRow.expires_at < now) | (TrendLeaseRow.holder == holder)
+    if steal_from is not None:
+        free = free | (TrendLeaseRow.holder == steal_from)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[TrendLeaseRow.tag],
+        set_={"holder": stmt.excluded.holder, "expires_at": stmt.excluded.expires_at},
+        where=free,
+    )
+    async with store.session.begin() as s:
+        await s.execute(stmt)
+        current = (await s.execute(select(TrendLeaseRow.holder).where(TrendLeaseRow.tag == tag))).scalar_one()
+    return bool(current == holder)
+
+
+async def renew_lease(store: Store, tag: str, holder: str, *, seconds: float = LEASE_SECONDS) -> bool:
+    """Push the lease's expiry on; False when it is no longer ours (we stalled past expiry
+    and another worker took the tag over)."""
+    async with store.session.begin() as s:
+        result = await s.execute(
+            update(TrendLeaseRow)
+            .where(TrendLeaseRow.tag == tag, TrendLeaseRow.holder == holder)
+            .values(expires_at=utcnow() + timedelta(seconds=seconds))
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+
+async def release_lease(store: Store, tag: str, holder: str) -> None:
+    async with store.session.begin() as s:
+        await s.execute(delete(TrendLeaseRow).where(TrendLeaseRow.tag == tag, TrendLeaseRow.holder == holder))
 
 
 async def trend_rows(store: Store, tag: str | None = None) -> list[TrendRow]:

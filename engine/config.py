@@ -58,6 +58,10 @@ class EngineSettings(_FromEnvironment):
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     top_k: int = 10
+    garments: bool = Field(
+        default=True,
+        description="Find the garments in a photo and search per garment; false: search the whole photo as it is.",
+    )
     style_weight: float = Field(default=0.15, ge=0.0, le=1.0, description="How far results lean towards a user's style; 0 = off.")
     style_min_photos: int = 3
     style_distance_threshold: float = Field(
@@ -84,6 +88,11 @@ class FrontendSettings(_FromEnvironment):
     discord_api_url: str | None = None
     web_host: str = "127.0.0.1"
     web_port: int = 8080
+    web_trusted_proxy: bool = Field(
+        default=False,
+        description="The web chat runs behind a reverse proxy you control: take the client address from the last "
+        "X-Forwarded-For entry (otherwise that header is ignored: any client can write it).",
+    )
 
     telegram_bot_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN", "FASHIONBOT_TELEGRAM_BOT_TOKEN")

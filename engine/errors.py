@@ -16,6 +16,11 @@ class BadImage(ServiceError, ValueError):
     A ``ValueError`` too, so code that validates input generically still catches it."""
 
 
+class BackboneUnavailable(RuntimeError):
+    """The model's weights (or its head file) can't be had here; the message says what to
+    do. An operator's error at start-up, not a user's: no ``ServiceError``."""
+
+
 class EmptyCatalogue(ServiceError):
     def __init__(self) -> None:
         super().__init__(
@@ -33,4 +38,4 @@ class UnknownItem(ServiceError):
         super().__init__(f"I don't know item {item_id} (it may have been removed).")
 
 
-__all__ = ["BadImage", "ServiceError", "EmptyCatalogue", "IndexOutOfDate", "UnknownItem"]
+__all__ = ["BackboneUnavailable", "BadImage", "ServiceError", "EmptyCatalogue", "IndexOutOfDate", "UnknownItem"]

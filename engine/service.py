@@ -1,8 +1,11 @@
-"""`FashionService`: the one API every front-end calls.
+"""`FashionService`: the one API every front-end calls (``engine.api.FashionAPI``,
+plus ``AdminAPI`` for the CLI and the demo).
 
-Async methods returning plain dataclasses (engine.types). Model work runs on the
-embedder's worker thread (micro-batched); decoding and index searches run on a
-small bounded thread pool. The event loop only awaits.
+It composes the rooms and owns their lifecycle: the :class:`Encoder` (decode off the
+loop, the model on its worker thread), the :class:`Catalogue` (the index cache over the
+database, and every catalogue write), the garment finder, the style profiles and the
+trend runner. It answers with plain dataclasses (``engine.types``); the event loop
+only awaits.
 """
 from __future__ import annotations
 
@@ -13,62 +16,93 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, TypeVar
 
 import numpy as np
+from PIL import Image
 
-from engine.config import Settings
 from db import trend_store
-from db.store import NewItem, Store
-from engine.vision.backbones import LoadedBackbone, load_model
-from engine.vision.embedder import Embedder, prepare
-from engine.errors import EmptyCatalogue, IndexOutOfDate, UnknownItem
-from engine.vision.images import open_image, to_jpeg
-from engine.catalogue.index import IndexMeta, IndexMismatch, VectorIndex
+from db.store import NewGarment, Store, StoredPhoto
+from engine.api import Progress
+from engine.catalogue import ingest as pipeline
+from engine.catalogue.catalogue import Catalogue
+from engine.config import Settings
+from engine.errors import ServiceError, UnknownItem
 from engine.styles import profile as styles
 from engine.styles.collage import render_collage
 from engine.trends.runner import TrendRunner
-from engine.types import About, Item, Recommendation, ScoredItem, StyleCluster, StyleSummary, TrendInfo, UserRef
-from engine.types import TrendProgress
+from engine.types import (
+    About,
+    Box,
+    IngestReport,
+    Garment,
+    Item,
+    Recommendation,
+    ScoredItem,
+    StyleCluster,
+    StyleSummary,
+    TrendInfo,
+    TrendProgress,
+    UserRef,
+)
+from engine.vision.backbones import LoadedBackbone
+from engine.vision.models import load_model
+from engine.vision.embedder import Embedder
+from engine.vision.encoder import Encoder, PreparedImage
+try:  # TODO(integration): the garment finder lands with issue 15
+    from engine.vision.garments import GarmentFinder, crop, group_of_category
+except ImportError:  # pragma: no cover
+    GarmentFinder = None  # type: ignore
+    crop = None  # type: ignore
+    def group_of_category(_c):  # type: ignore
+        return None
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
-LIKE_WEIGHT = 2.0  # a liked catalogue item counts as much as two of the user's photos
+LIKE_WEIGHT = 2.0  # a liked catalogue item counts as much as two of the user's garments
 MAX_STYLES_SHOWN = 4
+EMBED_CHUNK = 128  # rows per database round: progress moves every second or two, and a crash loses at most this
+WORKING_SIDE = 640  # photos are decoded at about this size: enough for garment crops, far below camera sizes
+REGION_LABEL = "your selection"
+
+__all__ = ["EMBED_CHUNK", "FashionService", "PreparedImage", "UnknownRequest"]
+
+
+class UnknownRequest(ServiceError):
+    def __init__(self) -> None:
+        super().__init__("I no longer have that photo's results (or they were someone else's). Please send it again.")
 
 
 @dataclass(frozen=True)
-class PreparedImage:
-    """A decoded image: pixels ready for the backbone and a compact copy to keep."""
+class _Query:
+    """One search to make for a photo: a garment (number ≥ 1) or the whole picture (0)."""
 
-    pixels: np.ndarray
-    jpeg: bytes | None
-
-
-EMBED_CHUNK = 128  # rows per database round: progress moves every second or two, and a crash loses at most this
+    number: int
+    group: str
+    label: str
+    box: Box
+    confidence: float
+    vector: np.ndarray
+    filter_group: str | None  # restrict results to this garment group
 
 
 class FashionService:
-    def __init__(self, settings: Settings, store: Store, embedder: Embedder) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, encoder: Encoder, catalogue: Catalogue, finder: GarmentFinder | None
+    ) -> None:
         self.settings = settings
         self.store = store
-        self.embedder = embedder
-        self.backbone: LoadedBackbone = embedder.backbone
+        self.encoder = encoder
+        self.catalogue = catalogue
+        self.finder = finder
+        self.backbone: LoadedBackbone = encoder.backbone
         self.model_key = self.backbone.model_key
-        self.index: VectorIndex = self._empty_index()
-        self.index_state = "not loaded"
-        self._index_problem: str | None = None
-        # Decoding and index searches: bounded, off the loop.
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fashion-io")
-        self._write_lock = asyncio.Lock()  # one catalogue writer at a time
-        self._trends = TrendRunner(self)  # /trend: shop crawls feeding add_items (engine/trends/runner.py)
-        self._closed = False
+        self._trends = TrendRunner(settings, store, catalogue, encoder)
         self._profiles = styles.ProfileCache()
+        self._closed = False
 
     # ---- lifecycle ----------------------------------------------------------
     @classmethod
-    async def create(cls, settings: Settings | None = None, *, backbone: LoadedBackbone | None = None) -> "FashionService":
+    async def create(cls, settings: Settings | None = None, *, backbone: LoadedBackbone | None = None) -> FashionService:
         settings = settings or Settings()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = Store(settings.db_url)
@@ -87,9 +121,19 @@ class FashionService:
                 batch_rates_file=settings.data_dir / "batch_rates.json",
             )
         )
-        service = cls(settings, store, embedder)
-        await service.open_index()
+        # Decoding and index searches: bounded, off the loop.
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fashion-io")
+        encoder = Encoder(settings, embedder, pool)
+        finder = None
+        if settings.garments and GarmentFinder is not None:
+            finder = await encoder.on_model_thread(partial(GarmentFinder.for_backbone, backbone))
+        catalogue = Catalogue(settings, store, backbone, pool, group_of=group_of_category)
+        service = cls(settings, store, encoder, catalogue, finder)
+        service._pool = pool
+        await catalogue.open()
         return service
+
+    _pool: ThreadPoolExecutor | None = None
 
     async def close(self) -> None:
         """Save the index and release everything; safe to call twice."""
@@ -97,168 +141,202 @@ class FashionService:
             return
         self._closed = True
         await self._trends.close()  # stop running trends before the store goes away
-        if self._index_problem is None and len(self.index):
-            await self.save_index()
-        self.embedder.close()
-        self._pool.shutdown(wait=True)
+        if self.catalogue.problem is None and len(self.catalogue):
+            await self.catalogue.save()
+        self.encoder.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         await self.store.close()
 
-    async def __aenter__(self) -> "FashionService":
+    async def __aenter__(self) -> FashionService:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, partial(fn, *args))
+    # ---- the operator's verbs (AdminAPI) ------------------------------------------------
+    async def catalogue_size(self) -> int:
+        return await self.store.count_items()
 
-    # ---- index cache ----------------------------------------------------------
-    def _empty_index(self) -> VectorIndex:
-        meta = IndexMeta(
-            backbone=self.backbone.name,
-            fingerprint=self.backbone.fingerprint,
-            dim=self.backbone.dim,
-            head=self.backbone.head_fingerprint,
-            m=self.settings.index_m,
-            ef_construction=self.settings.index_ef_construction,
+    _ingest_status: pipeline.IngestStatus | None = None  # the latest ingest, running or finished
+
+    def _track_ingest(self, kind: str, progress: Progress | None) -> pipeline.IngestStatus:
+        status = pipeline.IngestStatus(kind, forward=progress)
+        self._ingest_status = status
+        return status
+
+    def ingest_status(self) -> pipeline.IngestSnapshot | None:
+        """Where the latest ingest or reindex stands (rows done of total, added, bad, rate,
+        ETA, state), or None before the first. Cheap: poll it from a page or a bar."""
+        return None if self._ingest_status is None else self._ingest_status.snapshot()
+
+    async def ingest_fashion_mnist(
+        self, *, split: str = "train", limit: int | None = None, progress: Progress | None = None
+    ) -> IngestReport:
+        """Safe to run as a background task while the service answers (``asyncio.create_task``):
+        items are recommendable chunk by chunk; :meth:`ingest_status` shows how far it got."""
+        status = self._track_ingest("fashion-mnist", progress)
+        return await pipeline.ingest_fashion_mnist(
+            self.catalogue, self.encoder, split=split, limit=limit, chunk=EMBED_CHUNK, progress=status
         )
-        return VectorIndex(meta, ef=self.settings.index_ef)
 
-    async def open_index(self) -> None:
-        """Load the saved index; rebuild it when missing or corrupt, top it up when stale,
-        refuse it (until `reindex`) when it belongs to another backbone."""
-        path = self.settings.index_path
-        self._index_problem = None
-        try:
-            index = await self._run(partial(VectorIndex.load, path, ef=self.settings.index_ef))
-            index.check_compatible(
-                self.backbone.name, self.backbone.fingerprint, self.backbone.dim, self.backbone.head_fingerprint
-            )
-        except FileNotFoundError:
-            await self.rebuild_index(reason="missing")
-            return
-        except IndexMismatch as err:
-            self.index = self._empty_index()
-            self._index_problem = str(err)
-            self.index_state = "built with another backbone: run `fashionbot reindex`"
-            log.warning("%s", err)
-            return
-        except (ValueError, KeyError, TypeError) as err:
-            log.warning("index unusable (%s): rebuilding from the database", err)
-            await self.rebuild_index(reason="corrupt")
-            return
-        self.index = index
-        added = await self._top_up()
-        expected = await self.store.count_embedded(self.model_key)
-        if len(self.index) != expected:
-            log.warning("index holds %d items, database %d: rebuilding", len(self.index), expected)
-            await self.rebuild_index(reason="stale")
-            return
-        self.index_state = f"loaded ({len(self.index)} items{f', {added} added from the database' if added else ''})"
-        if added:
-            await self.save_index()
+    async def ingest_feed(self, path: Path, *, progress: Progress | None = None) -> IngestReport:
+        """Remote pictures go through the scraper's guarded fetcher (robots.txt obeyed)."""
+        status = self._track_ingest("feed", progress)
+        return await pipeline.ingest_feed(
+            self.catalogue, self.encoder, path, fetch_config=pipeline.feed_fetch_config(self.settings),
+            progress=status,
+        )
 
-    async def _top_up(self) -> int:
-        added = 0
-        async for ids, vecs in self.store.iter_embeddings(self.model_key, after_id=self.index.meta.last_item_id):
-            await self._run(self.index.add, ids, vecs)
-            added += len(ids)
-        return added
+    async def reindex(self, progress: Progress | None = None) -> int:
+        """Re-embed items that lack an embedding for the current backbone (the progress
+        total is set up front), then rebuild the index."""
+        status = self._track_ingest("reindex", progress)
+        await pipeline.reembed(self.catalogue, self.encoder, chunk=EMBED_CHUNK, progress=status)
+        return await self.catalogue.rebuild(reason="reindex")
 
     async def rebuild_index(self, reason: str = "requested") -> int:
-        async with self._write_lock:
-            self.index = self._empty_index()
-            self._index_problem = None
-            await self._top_up()
-            self.index_state = f"rebuilt from the database ({reason}, {len(self.index)} items)"
-            await self.save_index()
-            return len(self.index)
+        return await self.catalogue.rebuild(reason=reason)
 
-    async def save_index(self) -> None:
-        await self._run(self.index.save, self.settings.index_path)
-
-    async def reindex(self, progress: Callable[[int], None] | None = None) -> int:
-        """Re-embed items that lack an embedding for the current backbone, then rebuild the index."""
-        while True:
-            todo = await self.store.items_to_embed(self.model_key, limit=EMBED_CHUNK)
-            if not todo:
-                break
-            prepared = await asyncio.gather(*(self.prepare(image, keep=False) for _, image in todo))
-            vectors = await self._embed_stack(np.stack([p.pixels for p in prepared]))
-            await self.store.set_embeddings(self.model_key, [(i, v.tobytes()) for (i, _), v in zip(todo, vectors)])
-            if progress:
-                progress(len(todo))
-        return await self.rebuild_index(reason="reindex")
-
-    # ---- images and embeddings --------------------------------------------------
-    def _prepare_sync(self, data: bytes, keep: bool) -> PreparedImage:
-        img = open_image(
-            data,
-            max_bytes=self.settings.max_image_bytes,
-            max_pixels=self.settings.max_image_pixels,
-            target_size=self.embedder.input_size,
-        )
-        return PreparedImage(prepare(img, self.embedder.input_size), to_jpeg(img) if keep else None)
-
-    async def prepare(self, data: bytes, *, keep: bool = False) -> PreparedImage:
-        """Decode and resize off the loop; raises BadImage with a friendly message."""
-        return await self._run(self._prepare_sync, data, keep)
-
-    async def _embed_stack(self, pixels: np.ndarray) -> np.ndarray:
-        return await asyncio.wrap_future(self.embedder.submit(pixels))
-
-    async def embed_image(self, data: bytes) -> np.ndarray:
-        prepared = await self.prepare(data)
-        return await self.embedder.embed_one(prepared.pixels)
-
-    # ---- catalogue writes ------------------------------------------------------
-    async def add_items(
-        self, items: Sequence[NewItem], pixels: np.ndarray | None, *, vectors: np.ndarray | None = None
-    ) -> list[int]:
-        """Embed (unless ``vectors`` are given) and store new items in one transaction,
-        then index them: a crash between the two leaves items in the database that the
-        next start tops up into the index."""
-        if vectors is None:
-            vectors = await self._embed_stack(pixels)
-        rows = [
-            NewItem(**{**vars(it), "embedding": v.tobytes(), "embedding_model": self.model_key})
-            for it, v in zip(items, vectors)
-        ]
-        async with self._write_lock:
-            ids = await self.store.add_items(rows)
-            await self._run(self.index.add, np.asarray(ids), vectors)
-        return ids
+    async def follow(self) -> int:
+        """Pick up items other workers committed (``Catalogue.follow``)."""
+        return await self.catalogue.follow()
 
     # ---- recommend ---------------------------------------------------------------
-    def _check_ready(self) -> None:
-        if self._index_problem:
-            raise IndexOutOfDate(self._index_problem)
-        if not len(self.index):
-            raise EmptyCatalogue()
+    async def recommend(
+        self,
+        image: bytes,
+        user: UserRef | None = None,
+        k: int | None = None,
+        *,
+        whole_photo: bool = False,
+        region: Box | None = None,
+    ) -> Recommendation:
+        """The garments in a photo, each with its k most similar items, best garment first.
 
-    async def recommend(self, image: bytes, user: UserRef | None = None, k: int | None = None) -> Recommendation:
-        """The k most similar catalogue items to a photo (BadImage for unusable input)."""
+        A photo with no clothing gets ``no_garment=True`` and no items (``whole_photo``
+        searches it anyway); ``region`` searches a box the user drew. Raises ``BadImage``
+        for unusable input. Only vectors and boxes are kept, never the photo."""
         k = k or self.settings.top_k
-        self._check_ready()
-        vector = await self.embed_image(image)
+        self.catalogue.check_ready()
+        picture = await self.encoder.decode(image, working_size=WORKING_SIDE)
+        size = picture.size
+        queries, no_garment = await self._queries(picture, whole_photo=whole_photo, region=region)
         user_id = photo_id = None
         disliked: set[int] = set()
+        whole = queries[0] if queries[0].number == 0 else None
         if user is not None:
             user_id = await self.store.user_id(user.platform, user.user_id)
-            photo_id = await self.store.add_photo(user_id, vector, self.model_key)
+            garments = [q for q in queries if q.number > 0]
+            whole_vector = next(q.vector for q in queries if q.number == 0)
+            photo_id = await self.store.add_photo(
+                user_id, whole_vector, self.model_key, size=size,
+                whole=not garments and not no_garment,
+                garments=[_new_garment(q) for q in garments],
+            )
             disliked = {i for i, v in (await self.store.feedback(user_id)).items() if v < 0}
-        results = await self.search(vector, k, exclude=disliked, user_id=user_id)
-        if user_id is not None:
-            await self.store.add_recommendations(user_id, photo_id, [(s.item.id, s.rank, s.score) for s in results])
-        return Recommendation(backbone=self.backbone.name, items=results, request_id=photo_id)
+        shown = [q for q in queries if q.number > 0]
+        results = {
+            q.number: await self.search(q.vector, k, exclude=disliked, user_id=user_id, group=q.filter_group)
+            for q in ([*shown, whole] if whole is not None and not no_garment else shown)
+        }
+        current = 0 if whole is not None else (shown[0].number if shown else None)
+        items = [] if no_garment or current is None else results[current]
+        if user_id is not None and items:
+            await self.store.add_recommendations(user_id, photo_id, [(s.item.id, s.rank, s.score) for s in items])
+        return Recommendation(
+            backbone=self.backbone.name,
+            items=items,
+            request_id=photo_id,
+            garments=[_garment(q, results.get(q.number, [])) for q in shown],
+            garment=current or None,
+            no_garment=no_garment,
+            photo_size=size,
+        )
+
+    async def _queries(
+        self, picture: Image.Image, *, whole_photo: bool, region: Box | None
+    ) -> tuple[list[_Query], bool]:
+        """What to search for a photo: the whole picture (number 0, always first, so its
+        vector can be kept for a later whole-photo switch) and one query per garment."""
+        everything = Box(0.0, 0.0, 1.0, 1.0)
+        found: list[tuple[str, str, Box, float]] = []
+        product_shot = False
+        if region is not None:
+            found = [("other", REGION_LABEL, region, 1.0)]
+        elif self.finder is not None:
+            finder = self.finder
+            scan = await self.encoder.on_model_thread(partial(finder.scan, picture))
+            product_shot = scan.product_shot
+            found = [
+                (g.group, g.label, Box(g.box.x0, g.box.y0, g.box.x1, g.box.y1), float(g.confidence))
+                for g in scan.garments
+            ]
+        crops = await self.encoder.run(lambda: [crop(picture, b) for _, _, b, _ in found])
+        vectors = await self.encoder.embed_pictures([picture, *crops])
+        queries = [_Query(0, "other", "whole photo", everything, 1.0, vectors[0], None)]
+        for n, ((group, label, box, conf), vector) in enumerate(zip(found, vectors[1:]), start=1):
+            # A product shot is searched as it is: the whole picture is the garment, and the
+            # catalogue's own pictures are product shots too.
+            query_vector = vectors[0] if product_shot else vector
+            use_group = group if group != "other" and not product_shot and self.catalogue.has_group(group) else None
+            queries.append(_Query(n, group, label, box, conf, query_vector, use_group))
+        no_garment = self.finder is not None and region is None and not found and not whole_photo
+        if whole_photo or region is None and self.finder is None:
+            return queries, False  # whole-photo first (number 0 is current)
+        return ([q for q in queries if q.number > 0] + [queries[0]]), no_garment
+
+    async def switch(
+        self, user: UserRef | None, request_id: int, garment: int | None, k: int | None = None
+    ) -> Recommendation:
+        """Another garment of an earlier photo (``None``: the whole photo), from the kept
+        vectors; only the user who sent the photo may ask."""
+        k = k or self.settings.top_k
+        self.catalogue.check_ready()
+        user_id = None
+        if user is not None:
+            user_id = await self.store.user_id(user.platform, user.user_id, create=False)
+            if user_id is None:
+                raise UnknownRequest()
+        photo = await self.store.photo(request_id, user_id) if user_id is not None else None
+        if photo is None or photo.model != self.model_key:
+            raise UnknownRequest()
+        disliked = {i for i, v in (await self.store.feedback(user_id)).items() if v < 0} if user_id else set()
+        garments = [_stored_garment(g) for g in photo.garments]
+        if garment is None:
+            vector, group = photo.vector, None
+        else:
+            chosen = next((g for g in photo.garments if g.number == garment), None)
+            if chosen is None:
+                raise UnknownRequest()
+            vector = chosen.vector
+            group = chosen.group if chosen.group != "other" and self.catalogue.has_group(chosen.group) else None
+        items = await self.search(vector, k, exclude=disliked, user_id=user_id, group=group)
+        if user_id is not None and items:
+            await self.store.add_recommendations(user_id, photo.id, [(s.item.id, s.rank, s.score) for s in items])
+        garments = [Garment(**{**vars(g), "items": items}) if g.number == garment else g for g in garments]
+        return Recommendation(
+            backbone=self.backbone.name, items=items, request_id=photo.id, garments=garments,
+            garment=garment, photo_size=photo.size,
+        )
 
     async def search(
-        self, vector: np.ndarray, k: int, *, exclude: set[int] = frozenset(), user_id: int | None = None
+        self,
+        vector: np.ndarray,
+        k: int,
+        *,
+        exclude: set[int] | frozenset[int] = frozenset(),
+        user_id: int | None = None,
+        group: str | None = None,
     ) -> list[ScoredItem]:
-        self._check_ready()
+        """The k nearest catalogue items (of ``group`` when given), leaning towards the
+        user's style, with other shops' offers."""
+        self.catalogue.check_ready()
         fetch = k + len(exclude) + (2 * k if user_id is not None else 0)
-        ids, scores = await self._run(self.index.search, vector, fetch)
-        keep = [(int(i), float(s)) for i, s in zip(ids, scores) if int(i) not in exclude]
+        if group is not None:
+            fetch = max(fetch, 8 * k)
+        pairs = await self.catalogue.nearest(vector, fetch, group=group, need=k + len(exclude))
+        keep = [(i, s) for i, s in pairs if i not in exclude]
         keep = await self._personalise(keep, user_id)
         keep = keep[:k]
         items = await self.store.items([i for i, _ in keep])
@@ -277,13 +355,13 @@ class FashionService:
         profile = await self._profile(user_id, for_ranking=True)
         if profile is None:
             return ranked
-        ids = [i for i, _ in ranked]
-        vectors = await self._run(self.index.vectors, ids)
+        vectors = await self.catalogue.vectors([i for i, _ in ranked])
         order = styles.rerank(vectors, np.array([s for _, s in ranked]), profile.representative.centroid, alpha)
         return [ranked[i] for i in order]
 
     async def _profile(self, user_id: int, *, for_ranking: bool = False) -> styles.StyleProfile | None:
-        """The user's style profile from photos plus liked items (cached per history version).
+        """The user's style profile from their garments plus liked items (cached per
+        history version).
 
         For ranking, the version moves in steps of ~10% of the history, so a long
         history is not re-clustered on every photo."""
@@ -297,12 +375,13 @@ class FashionService:
             count -= count % step
             photos = photos[:count]
         version = (count, last_photo if not for_ranking else count, tuple(likes))
+        liked = [i for i in likes if i in self.catalogue]
+        liked_vectors = await self.catalogue.vectors(liked) if liked else None
 
         def build() -> styles.StyleProfile | None:
             vectors, weights = photos, np.ones(len(photos), dtype=np.float32)
-            liked = [i for i in likes if i in self.index]
-            if liked:
-                vectors = np.vstack([photos, self.index.vectors(liked)])
+            if liked_vectors is not None:
+                vectors = np.vstack([photos, liked_vectors])
                 weights = np.concatenate([weights, np.full(len(liked), LIKE_WEIGHT, dtype=np.float32)])
             return styles.build_profile(
                 vectors, weights=weights, min_photos=self.settings.style_min_photos,
@@ -310,7 +389,7 @@ class FashionService:
             )
 
         key = (user_id, self.model_key, "rank" if for_ranking else "full")
-        return await self._run(self._profiles.get_or_build, key, version, build)
+        return await self.encoder.run(self._profiles.get_or_build, key, version, build)
 
     # ---- items, feedback, forget, about -------------------------------------------
     async def item(self, item_id: int) -> Item:
@@ -349,7 +428,7 @@ class FashionService:
         if user_id is not None:
             photos, _ = await self.store.photo_embeddings(user_id, self.model_key)
             count = len(photos)
-            if count >= self.settings.style_min_photos and len(self.index):
+            if count >= self.settings.style_min_photos and len(self.catalogue):
                 profile = await self._profile(user_id)
         if profile is None:
             return StyleSummary(
@@ -377,7 +456,7 @@ class FashionService:
         for c in clusters:
             images = [await self.store.item_image(s.item.id) or b"" for s in c.items[:5]]
             rows.append((c.name, images))
-        return await self._run(
+        return await self.encoder.run(
             partial(render_collage, rows, shares=[c.share for c in clusters], title="Your style")
         )
 
@@ -403,11 +482,11 @@ class FashionService:
             weights_fingerprint=self.backbone.fingerprint,
             dimension=self.backbone.dim,
             catalogue_size=await self.store.count_items(),
-            index_size=len(self.index),
-            index_state=self.index_state,
-            precision=self.embedder.precision,
+            index_size=len(self.catalogue),
+            index_state=self.catalogue.state,
+            precision=self.encoder.embedder.precision,
             head=_describe_head(self.backbone),
-            batch_size=self.embedder.batch_size,
+            batch_size=self.encoder.embedder.batch_size,
         )
 
 
@@ -426,3 +505,18 @@ def _clusters_to_show(profile: styles.StyleProfile) -> list[styles.ClusterProfil
     rep, *rest = profile.clusters
     keep = [c for c in rest if c.size >= 2 and c.share >= 0.05]
     return [rep, *keep][:MAX_STYLES_SHOWN]
+
+
+def _new_garment(q: _Query) -> NewGarment:
+    return NewGarment(
+        number=q.number, group=q.group, label=q.label, box=(q.box.x0, q.box.y0, q.box.x1, q.box.y1),
+        confidence=q.confidence, vector=q.vector,
+    )
+
+
+def _garment(q: _Query, items: list[ScoredItem]) -> Garment:
+    return Garment(number=q.number, group=q.group, label=q.label, box=q.box, confidence=round(q.confidence, 3), items=items)
+
+
+def _stored_garment(g: NewGarment) -> Garment:
+    return Garment(number=g.number, group=g.group, label=g.label, box=Box(*g.box), confidence=g.confidence)

@@ -1,4 +1,4 @@
-"""Platform-neutral answers of `FashionService`.
+"""Platform-neutral answers of the service (base layer: imports nothing of ours).
 
 Front-ends render these; they never see ORM rows, tensors or index labels.
 """
@@ -62,13 +62,69 @@ class Offer:
     url: str | None
 
 
+GARMENT_GROUPS = ("top", "outerwear", "dress", "bottoms", "shoes", "bag", "other")
+
+
+@dataclass(frozen=True)
+class Box:
+    """A region of a photo in relative coordinates (0..1, origin top left), so it fits
+    the photo at whatever size a front-end shows it."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.x0 < self.x1 <= 1.0 and 0.0 <= self.y0 < self.y1 <= 1.0):
+            raise ValueError(f"not a box inside the photo: {self}")
+
+    def pixels(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """(left, top, right, bottom) in pixels of a ``width`` × ``height`` picture."""
+        return (
+            round(self.x0 * width), round(self.y0 * height),
+            max(round(self.x0 * width) + 1, round(self.x1 * width)),
+            max(round(self.y0 * height) + 1, round(self.y1 * height)),
+        )
+
+
+@dataclass(frozen=True)
+class Garment:
+    """One garment found in a photo (or the region the user drew), with its results.
+
+    ``number`` is what the front-ends show on the photo and in buttons (1 = best);
+    ``group`` is one of :data:`GARMENT_GROUPS`; ``label`` a plain word ("coat")."""
+
+    number: int
+    group: str
+    label: str
+    box: Box
+    confidence: float
+    items: list[ScoredItem] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class Recommendation:
-    """The answer to a photo: up to k items, most similar first."""
+    """The answer to a photo.
+
+    ``items`` are the results shown first: the best garment's, or the whole photo's
+    when ``garment`` is None. ``garments`` lists every garment found, best first (each
+    with its items). ``no_garment`` means nothing wearable was seen: ``items`` is empty
+    and the front-end says so, offering a whole-photo search (``switch`` with
+    ``garment=None``) instead of random items."""
 
     backbone: str
     items: list[ScoredItem]
     request_id: int | None = None  # id of the stored query photo, when a user sent it
+    garments: list[Garment] = field(default_factory=list)
+    garment: int | None = None  # number of the garment ``items`` belong to; None: the whole photo
+    no_garment: bool = False
+    photo_size: tuple[int, int] | None = None  # (width, height) of the decoded photo, to draw boxes
+
+    @property
+    def current(self) -> Garment | None:
+        """The garment whose items are shown, if any."""
+        return next((g for g in self.garments if g.number == self.garment), None)
 
 
 @dataclass(frozen=True)
@@ -129,3 +185,16 @@ class About:
     precision: str  # e.g. "fp32", or "fp32+bf16 (bf16 from stage 7 of 18)"
     head: str = ""  # the trained head, described; "" when the frozen backbone's features are used
     batch_size: int = 0  # images per model batch (measured at start-up unless set); 0: unknown
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did: rows added, rows already there, bad rows with their reason."""
+
+    added: int = 0
+    skipped_existing: int = 0
+    bad_rows: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
+    total: int | None = None  # rows expected, when known up front
+
+    def summary(self) -> str:
+        return f"{self.added} added, {self.skipped_existing} already in the catalogue, {len(self.bad_rows)} bad rows"

@@ -11,6 +11,7 @@
 No engine service or database imports: the caller embeds, deduplicates and indexes.
 See docs/scraping.md.
 """
+
 from scraper.crawl import (
     CrawlEvent,
     CrawlFinished,
@@ -30,8 +31,8 @@ from scraper.fetch import (
     CrawlBudget,
     FetchConfig,
     Fetched,
-    FetchError,
     Fetcher,
+    FetchError,
     FetchTimeout,
     HttpStatusError,
     RateLimited,

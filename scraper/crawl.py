@@ -3,43 +3,58 @@
 The crawl yields events as it goes so a front-end can show progress and the
 service can embed and index products while the crawl is still running. It
 does not import engine services or the database: deduplication, embedding and
-storage are the caller's job. Every picture is decoded by
-``engine.vision.images.open_image`` (off the event loop), so a corrupt file or a
-decompression bomb becomes a ``ProductSkipped`` with a reason, never an exception.
+storage are the caller's job. Every picture goes through the caller's
+``check_picture`` (a blocking callable: downloaded bytes in, the compact JPEG to
+keep out, any exception to refuse), run off the event loop in a thread or the
+executor the caller passes, so a corrupt file or a decompression bomb becomes a
+``ProductSkipped`` with a reason, never an exception. The engine passes one built
+on ``engine.vision.images``; the scraper itself never imports the engine.
+
+Search results are followed across pages (``rel="next"`` or the shop's ``next``
+selector), at most ``max_search_pages`` per shop, within the trend's page budget;
+every page goes through the same fetcher (robots.txt, SSRF guard, politeness,
+Retry-After), so a 429 on page 2 is waited out and retried like any other.
 
 Event order: per shop, ``ShopSearched`` or ``ShopFailed`` comes before that shop's
 ``ProductFound``/``ProductSkipped`` events; shops run concurrently, so events of
 different shops interleave. ``CrawlFinished`` is always last.
 """
+
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from PIL import Image
 from yarl import URL
 
-from engine.vision.images import DEFAULT_MAX_PIXELS, BadImage, open_image, to_jpeg
-from scraper.extract import ProductInfo, extract_product, extract_search
-from scraper.fetch import BudgetExhausted, CrawlBudget, FetchError, Fetcher
+from scraper.extract import ProductInfo, SearchResult, extract_product, extract_search
+from scraper.fetch import BudgetExhausted, CrawlBudget, Fetcher, FetchError
 from scraper.sources import Shop
 
 log = logging.getLogger(__name__)
 
 MAX_TAG_CHARS = 100
+MAX_REASON_CHARS = 200
+MAX_KEPT_SIDE = 4096  # the picture check returns a compact JPEG; anything bigger is refused
+
+# Blocking: the downloaded bytes -> the compact JPEG to keep; raises to refuse the picture.
+PictureCheck = Callable[[bytes], bytes]
 
 
 @dataclass(frozen=True)
 class ScrapedProduct:
-    """A product with a picture that passed ``open_image``."""
+    """A product with a picture that passed the caller's ``check_picture``."""
 
     info: ProductInfo
-    image_jpeg: bytes  # re-encoded by engine.vision.images.to_jpeg (max side ``jpeg_side``): safe to store and show
+    image_jpeg: bytes  # what check_picture returned (a compact re-encoded JPEG): safe to store and show
     image_sha256: str  # of the downloaded bytes: the same file at two shops has the same digest
-    dhash: int  # 64-bit difference hash of the picture, for cheap near-duplicate checks
+    dhash: int  # 64-bit difference hash of image_jpeg, for cheap near-duplicate checks
     tag: str
 
     @property
@@ -49,11 +64,13 @@ class ScrapedProduct:
 
 @dataclass(frozen=True)
 class ShopSearched:
-    """The shop's search page was read; ``n_links`` products (links or complete entries) on it."""
+    """The shop's search pages were read; ``n_links`` products (links or complete entries) on them."""
 
     shop: str
     n_links: int
     source: str = ""  # how they were found: "json-ld", "selectors", "microdata", "grid", "none"
+    pages: int = 1  # search-result pages read
+    note: str = ""  # why pagination ended early, e.g. "page 2: HTTP 500" (the links found so far are kept)
 
 
 @dataclass(frozen=True)
@@ -100,8 +117,9 @@ class _Crawl:
     max_products: int
     work: asyncio.Semaphore
     queue: asyncio.Queue[CrawlEvent | None]
-    max_image_pixels: int
-    jpeg_side: int
+    check_picture: PictureCheck
+    picture_executor: Executor | None
+    max_search_pages: int
     pending: int = 0  # shops not yet searched + products not yet finished
     found: int = 0
     skipped: int = 0
@@ -133,16 +151,21 @@ async def crawl_trend(
     shops: Iterable[Shop],
     fetcher: Fetcher,
     *,
+    check_picture: PictureCheck,
+    picture_executor: Executor | None = None,
     max_pages: int = 60,
+    max_search_pages: int = 5,
     max_products: int = 30,
     max_images: int | None = None,
     concurrency: int = 4,
-    max_image_pixels: int = DEFAULT_MAX_PIXELS,
-    jpeg_side: int = 512,
 ) -> AsyncIterator[CrawlEvent]:
     """Crawl every enabled shop for ``tag``; yield :data:`CrawlEvent` s, ``CrawlFinished`` last.
 
+    ``check_picture`` validates each downloaded picture and returns the compact JPEG
+    to keep (any exception skips the product, its first sentence is the reason); it
+    is blocking and runs in ``picture_executor`` (default: ``asyncio.to_thread``).
     ``max_pages`` caps HTML pages over the whole trend (search + product pages);
+    ``max_search_pages`` caps the search-result pages followed per shop;
     ``max_images`` caps picture downloads (default ``2 * max_products``);
     ``concurrency`` caps products in progress at once over all shops (the fetcher
     still keeps each host at ≤ 2 requests in flight). Closing the iterator early
@@ -157,8 +180,9 @@ async def crawl_trend(
         max_products=max_products,
         work=asyncio.Semaphore(max(1, concurrency)),
         queue=asyncio.Queue(),
-        max_image_pixels=max_image_pixels,
-        jpeg_side=jpeg_side,
+        check_picture=check_picture,
+        picture_executor=picture_executor,
+        max_search_pages=max(1, max_search_pages),
     )
     crawl.pending = len(active)
     tasks = [asyncio.create_task(_crawl_shop(shop, crawl), name=f"crawl:{shop.name}") for shop in active]
@@ -208,28 +232,64 @@ async def _crawl_shop(shop: Shop, crawl: _Crawl) -> None:
 
 
 async def _search_shop(shop: Shop, crawl: _Crawl) -> list[tuple[str, ProductInfo | None]]:
-    """Read the search page; emit ShopSearched or ShopFailed; return what to visit."""
-    try:
-        page = await crawl.fetcher.fetch_page(shop.search_url_for(crawl.tag), budget=crawl.budget)
-        # Parsing a capped page is pure CPU; a thread keeps the loop (and other shops' timeouts) responsive.
-        result = await asyncio.to_thread(
-            extract_search, page.body, page.url, shop=shop.name, selectors=shop.selectors, encoding=page.charset
-        )
-    except BudgetExhausted as err:
-        crawl.stopped = err.reason
-        crawl.emit(ShopFailed(shop.name, err.reason))
-        return []
-    except FetchError as err:
-        crawl.emit(ShopFailed(shop.name, err.reason))
-        return []
-    except Exception as err:  # noqa: BLE001 - one broken shop must not end the trend
-        log.exception("crawl of %s failed", shop.name)
-        crawl.emit(ShopFailed(shop.name, f"internal error ({type(err).__name__})"))
-        return []
-    products = [p for p in result.products if same_site(p.url, page.url)]
-    links = [u for u in result.links if same_site(u, page.url)]
-    crawl.emit(ShopSearched(shop.name, len(products) + len(links), result.source))
-    return [(p.url, p) for p in products] + [(u, None) for u in links]
+    """Read the search pages (following "next"); emit ShopSearched or ShopFailed; return what to visit."""
+    url: str | None = shop.search_url_for(crawl.tag)
+    visited: set[str] = set()
+    site = ""
+    source = "none"
+    note = ""
+    pages = 0
+    candidates: dict[str, ProductInfo | None] = {}
+    enough = 2 * crawl.max_products  # candidates that fill the trend even if many fail
+    while url is not None and pages < crawl.max_search_pages and len(candidates) < enough:
+        visited.add(url)
+        try:
+            final_url, result = await _search_page(shop, url, crawl)
+        except BudgetExhausted as err:
+            if pages == 0:
+                crawl.stopped = err.reason
+                crawl.emit(ShopFailed(shop.name, err.reason))
+                return []
+            note = f"page {pages + 1}: {err.reason}"
+            break
+        except FetchError as err:
+            if pages == 0:
+                crawl.emit(ShopFailed(shop.name, err.reason))
+                return []
+            note = f"page {pages + 1}: {err.reason}"
+            break
+        except Exception as err:  # noqa: BLE001 - one broken shop must not end the trend
+            log.exception("crawl of %s failed", shop.name)
+            reason = f"internal error ({type(err).__name__})"
+            if pages == 0:
+                crawl.emit(ShopFailed(shop.name, reason))
+                return []
+            note = f"page {pages + 1}: {reason}"
+            break
+        pages += 1
+        visited.add(final_url)
+        site = site or final_url
+        if source == "none":
+            source = result.source
+        for product in result.products:
+            if same_site(product.url, site) and candidates.get(product.url) is None:
+                candidates[product.url] = product
+        for link in result.links:
+            if same_site(link, site):
+                candidates.setdefault(link, None)
+        following = result.next_url
+        url = following if following and following not in visited and same_site(following, site) else None
+    crawl.emit(ShopSearched(shop.name, len(candidates), source, pages, note))
+    return list(candidates.items())
+
+
+async def _search_page(shop: Shop, url: str, crawl: _Crawl) -> tuple[str, SearchResult]:
+    page = await crawl.fetcher.fetch_page(url, budget=crawl.budget, allow_hosts=shop.allow_hosts)
+    # Parsing a capped page is pure CPU; a thread keeps the loop (and other shops' timeouts) responsive.
+    result = await asyncio.to_thread(
+        extract_search, page.body, page.url, shop=shop.name, selectors=shop.selectors, encoding=page.charset
+    )
+    return page.url, result
 
 
 async def _crawl_product(shop: Shop, url: str, info: ProductInfo | None, crawl: _Crawl) -> None:
@@ -258,7 +318,7 @@ async def _product_pipeline(shop: Shop, url: str, info: ProductInfo | None, craw
     fetcher = crawl.fetcher
     if info is None:
         try:
-            page = await fetcher.fetch_page(url, budget=crawl.budget)
+            page = await fetcher.fetch_page(url, budget=crawl.budget, allow_hosts=shop.allow_hosts)
         except BudgetExhausted:
             raise
         except FetchError as err:
@@ -271,18 +331,16 @@ async def _product_pipeline(shop: Shop, url: str, info: ProductInfo | None, craw
             crawl.emit(ProductSkipped(url, "no product title or usable picture on the page", shop.name))
             return
     try:
-        image = await fetcher.fetch_image(info.image_url, budget=crawl.budget)
+        image = await fetcher.fetch_image(info.image_url, budget=crawl.budget, allow_hosts=shop.allow_hosts)
     except BudgetExhausted:
         raise
     except FetchError as err:
         crawl.emit(ProductSkipped(url, f"picture: {err.reason}", shop.name))
         return
     try:
-        jpeg, digest = await asyncio.to_thread(
-            _decode, image.body, fetcher.config.max_image_bytes, crawl.max_image_pixels, crawl.jpeg_side
-        )
-    except BadImage as err:
-        crawl.emit(ProductSkipped(url, f"picture rejected: {_first_sentence(str(err))}", shop.name))
+        jpeg, digest = await _run_check(crawl, image.body)
+    except Exception as err:  # noqa: BLE001 - whatever the check raises refuses the picture, never the trend
+        crawl.emit(ProductSkipped(url, f"picture rejected: {_reason(err)}", shop.name))
         return
     if crawl.full:
         return
@@ -293,16 +351,38 @@ async def _product_pipeline(shop: Shop, url: str, info: ProductInfo | None, craw
     crawl.emit(ProductFound(product))
 
 
-def _decode(data: bytes, max_bytes: int, max_pixels: int, side: int) -> tuple[bytes, int]:
-    """Blocking: validate through ``open_image`` (the one gate for outside images), re-encode, hash."""
-    img = open_image(data, max_bytes=max_bytes, max_pixels=max_pixels, target_size=side)
-    return to_jpeg(img, max_side=side), difference_hash(img)
+async def _run_check(crawl: _Crawl, data: bytes) -> tuple[bytes, int]:
+    """The caller's picture check and our hash of its JPEG, off the event loop."""
+    if crawl.picture_executor is None:
+        return await asyncio.to_thread(_checked, crawl.check_picture, data)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(crawl.picture_executor, _checked, crawl.check_picture, data)
 
 
-def _first_sentence(message: str) -> str:
+class _NotAJpeg(Exception):
+    """The picture check returned something we cannot read back."""
+
+
+def _checked(check: PictureCheck, data: bytes) -> tuple[bytes, int]:
+    """Blocking: run the check, then hash the JPEG it returned (small: we decode it fully)."""
+    jpeg = check(data)
+    try:
+        with Image.open(io.BytesIO(jpeg)) as img:
+            if img.format != "JPEG" or max(img.size) > MAX_KEPT_SIDE:
+                raise _NotAJpeg("the picture check returned no compact JPEG")
+            return jpeg, difference_hash(img.convert("RGB"))
+    except _NotAJpeg:
+        raise
+    except Exception:  # noqa: BLE001 - PIL raises many types for unreadable data
+        raise _NotAJpeg("the picture check returned no readable JPEG") from None
+
+
+def _reason(err: BaseException) -> str:
     """BadImage messages end with advice for a chat user ("Please send ..."); a crawl report needs the fact."""
+    message = " ".join(str(err).split()) or type(err).__name__
     head, sep, _ = message.partition(". ")
-    return head + "." if sep else message
+    reason = head + "." if sep else message
+    return reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 1] + "…"
 
 
 def difference_hash(img: Image.Image) -> int:

@@ -4,10 +4,13 @@ Why it is this strict: shop pages are written by strangers. A page can point us
 at the cloud metadata service, redirect forever, stream gigabytes, stall, or
 declare a 30000×30000 picture. So every request goes through the same gate:
 
-- SSRF guard (:mod:`scraper.ssrf`) on every hop; redirects are followed by hand
+- SSRF guard (:mod:`scraper.ssrf`) on every hop, with the allow-list entries of the
+  shop the fetch is for (``allow_hosts=``) besides the global ones; redirects are followed by hand
   (``allow_redirects=False``), at most ``max_redirects``; the connector's resolver
   only returns vetted addresses; ``trust_env=False`` so no proxy bypasses it.
-- robots.txt (:mod:`scraper.robots`) for every page and image, redirects included.
+- robots.txt (:mod:`scraper.robots`) for every page and image, redirects included;
+  parsing and matching run in a worker thread (a hostile file cannot stall the loop),
+  and a file cut at the size cap loses its partial last line.
 - per-request total timeout; size caps enforced while streaming (gzip is counted
   after decompression, so a compression bomb stops at the cap);
   content-type checks (HTML for pages, a raster ``image/*`` for pictures).
@@ -17,6 +20,7 @@ declare a 30000×30000 picture. So every request goes through the same gate:
   exponentially with jitter; retries are bounded.
 - an honest User-Agent naming us and a contact URL.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,17 +31,28 @@ import random
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from functools import lru_cache, partial
 from typing import Any, Literal
 
 import aiohttp
 from yarl import URL
 
 from scraper.robots import RobotsCache
-from scraper.ssrf import AddressGuard, BlockedAddress, FetchError, GetAddrInfo, UnresolvableHost, VettedResolver
+from scraper.ssrf import (
+    AddressGuard,
+    AllowList,
+    BlockedAddress,
+    FetchError,
+    GetAddrInfo,
+    UnresolvableHost,
+    VettedResolver,
+    parse_allow_list,
+)
 
 try:  # the installed distribution's version, when fashionbot is installed as a package
-    from importlib.metadata import PackageNotFoundError, version as _dist_version
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as _dist_version
 
     __version__ = _dist_version("fashionbot")
 except (ImportError, PackageNotFoundError):  # running from a checkout
@@ -139,10 +154,13 @@ class FetchConfig:
     backoff_max: float = 10.0
     max_retry_after: float = 30.0  # a longer Retry-After makes us give up, not wait
     max_redirects: int = 5
-    allow_hosts: frozenset[str] = frozenset()  # "host" or "host:port" exempt from the SSRF guard
+    allow_hosts: frozenset[str] = frozenset()  # "host:port" entries exempt from the SSRF guard for every shop
     robots_ttl: float = 3600.0
     robots_error_ttl: float = 300.0
     dns_cache_ttl: float = 60.0
+
+    def __post_init__(self) -> None:
+        parse_allow_list(self.allow_hosts)  # ValueError now, not at the first fetch: "host:port" only
 
     @property
     def user_agent(self) -> str:
@@ -215,8 +233,8 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if when is None:
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    now = now or datetime.now(timezone.utc)
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
     return max(0.0, (when - now).total_seconds())
 
 
@@ -243,7 +261,10 @@ class _HostGate:
     async def slot(self) -> AsyncIterator[None]:
         async with self.sem:
             async with self.lock:
-                while (wait := self.next_start - time.monotonic()) > 0:
+                while True:  # a Retry-After (defer) may move next_start while we sleep
+                    wait = self.next_start - time.monotonic()
+                    if wait <= 0:
+                        break
                     await asyncio.sleep(wait)
                 self.next_start = time.monotonic() + self.min_delay
             self.in_flight += 1
@@ -321,13 +342,20 @@ class Fetcher:
             self._session = None
 
     # ---- public API -----------------------------------------------------------------
-    async def fetch_page(self, url: str, *, budget: CrawlBudget | None = None) -> Fetched:
-        """An HTML page (capped at ``max_page_bytes``), robots permitting."""
-        return await self._get(url, "page", budget)
+    async def fetch_page(
+        self, url: str, *, budget: CrawlBudget | None = None, allow_hosts: Iterable[str] = ()
+    ) -> Fetched:
+        """An HTML page (capped at ``max_page_bytes``), robots permitting.
 
-    async def fetch_image(self, url: str, *, budget: CrawlBudget | None = None) -> Fetched:
+        ``allow_hosts``: ``host:port`` entries of the shop this fetch is for, exempt from
+        the SSRF guard for this fetch (and its redirects) only."""
+        return await self._get(url, "page", budget, _scope(tuple(allow_hosts)))
+
+    async def fetch_image(
+        self, url: str, *, budget: CrawlBudget | None = None, allow_hosts: Iterable[str] = ()
+    ) -> Fetched:
         """Raw bytes of a raster ``image/*`` (capped at ``max_image_bytes``); decoding is the caller's job."""
-        return await self._get(url, "image", budget)
+        return await self._get(url, "image", budget, _scope(tuple(allow_hosts)))
 
     async def allowed_by_robots(self, url: str) -> bool:
         """Whether robots.txt of the URL's origin lets us fetch it (fetches robots.txt once per TTL)."""
@@ -339,13 +367,14 @@ class Fetcher:
         return gate.in_flight if gate else 0
 
     # ---- internals ------------------------------------------------------------------
-    async def _get(self, url: str, kind: Kind, budget: CrawlBudget | None) -> Fetched:
+    async def _get(self, url: str, kind: Kind, budget: CrawlBudget | None, scope: AllowList = frozenset()) -> Fetched:
         current = _parse_url(url)
         for hop in range(self.config.max_redirects + 1):
-            await self.guard.check_url(current)
+            await self.guard.check_url(current, scope)
             if kind != "robots":
-                robots = await self.robots.get(str(current))
-                if not robots.is_allowed(PRODUCT_TOKEN, str(current)):
+                robots = await self.robots.get(str(current), fetch=partial(self._fetch_robots, scope=scope))
+                # Matching is linear-time, but a 500 KiB file of rules is still CPU: off the loop.
+                if not await asyncio.to_thread(robots.is_allowed, PRODUCT_TOKEN, str(current)):
                     raise RobotsDisallowed(robots.why_disallowed(), str(current))
             if hop == 0 and budget is not None:
                 budget.spend(kind)  # only fetches we are actually about to make count
@@ -447,15 +476,21 @@ class Fetcher:
             gate = self._gates[key] = _HostGate(self.config.per_host_concurrency, self.config.min_delay)
         return gate
 
-    async def _fetch_robots(self, robots_url: str) -> tuple[int | None, bytes]:
+    async def _fetch_robots(self, robots_url: str, scope: AllowList = frozenset()) -> tuple[int | None, bytes]:
         """For :class:`RobotsCache`: (status, body); status None when unreachable."""
         try:
-            fetched = await self._get(robots_url, "robots", None)
+            fetched = await self._get(robots_url, "robots", None, scope)
         except HttpStatusError as err:
             return err.status, b""
         except FetchError:  # timeout, refused, blocked redirect, redirect loop: unreachable
             return None, b""
         return fetched.status, fetched.body
+
+
+@lru_cache(maxsize=256)
+def _scope(entries: tuple[str, ...]) -> AllowList:
+    """A shop's allow-list entries, parsed once (ValueError for an entry without a port)."""
+    return parse_allow_list(entries)
 
 
 def _host_key(url: URL) -> str:
@@ -498,11 +533,18 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int, *, truncate: bool
             if truncate:
                 chunks.append(chunk[: len(chunk) - (size - cap)])
                 resp.close()
-                return b"".join(chunks)
+                return _whole_lines(b"".join(chunks))
             resp.close()  # drop the connection instead of draining the rest
             raise TooLarge(f"larger than {_size(cap)}", url)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _whole_lines(data: bytes) -> bytes:
+    """A text cut at the cap, without its partial last line (``Allow: /public/only`` cut to
+    ``Allow: /`` would allow everything)."""
+    end = max(data.rfind(b"\n"), data.rfind(b"\r"))
+    return data[: end + 1]
 
 
 def _size(n: int) -> str:

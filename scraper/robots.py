@@ -10,12 +10,24 @@ Semantics implemented (section numbers of RFC 9309):
 - 2.2.2 the most specific (longest, in octets) matching rule wins; on a tie
   Allow wins. Percent-encoding is normalised on both sides before comparing.
 - 2.2.3 ``*`` matches any sequence, a trailing ``$`` anchors at the end.
+  Matching is linear in the path (no regex, no backtracking): runs of ``*`` collapse,
+  the literal pieces between them are found left to right (greedy leftmost is exact
+  for ``*``-only globs), ``$`` pins the last piece to the end. Rules are compiled once
+  per file: plain prefixes go into a set probed with each prefix of the path (longest
+  first), wildcard rules are tried longest first and the search stops at the first hit.
 - 2.3.1 fetch outcomes: 2xx parse; 4xx "unavailable" = allow all; 5xx or
   unreachable = disallow all. We treat 429 like 5xx (it means "slow down", not
   "there is no robots.txt"), as major crawlers do.
 - 2.4 cache for at most a day (our TTL is shorter and configurable).
-- 2.5 at least 500 KiB are parsed; the fetcher truncates beyond its robots cap.
+- 2.5 at least 500 KiB are parsed; the fetcher truncates beyond its robots cap and
+  drops the partial last line.
+
+Lenient like the widely used parsers (Google's robotstxt): a line without a colon
+(``Disallow /x``) is read as key and value when it has exactly two words. Parsing and
+matching are CPU work on untrusted input: :class:`RobotsCache` and the fetcher run
+them in a worker thread.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,7 +35,6 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from urllib.parse import urlsplit
 
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -50,21 +61,84 @@ def normalise_path(path: str) -> str:
     return "".join(out)
 
 
-@lru_cache(maxsize=4096)
-def _compile(pattern: str) -> re.Pattern[str]:
-    anchored = pattern.endswith("$")
-    body = pattern[:-1] if anchored else pattern
-    regex = ".*".join(re.escape(part) for part in body.split("*"))
-    return re.compile(regex + ("\\Z" if anchored else ""), re.DOTALL)
-
-
 @dataclass(frozen=True)
 class Rule:
     allow: bool
     pattern: str  # normalised
 
+    @property
+    def wildcard(self) -> bool:
+        return "*" in self.pattern or self.pattern.endswith("$")
+
     def matches(self, path: str) -> bool:
-        return _compile(self.pattern).match(path) is not None
+        return _Glob.of(self.pattern).matches(path)
+
+
+@dataclass(frozen=True)
+class _Glob:
+    """A compiled robots pattern: literal pieces between ``*`` runs, maybe anchored by ``$``."""
+
+    pieces: tuple[str, ...]
+    anchored: bool
+
+    @classmethod
+    def of(cls, pattern: str) -> _Glob:
+        anchored = pattern.endswith("$")
+        body = pattern[:-1] if anchored else pattern
+        return cls(tuple(body.split("*")), anchored)  # "a**b" -> ("a", "", "b"): empty pieces match anywhere
+
+    def matches(self, path: str) -> bool:
+        """Linear time: each piece is found once, left to right, never revisited."""
+        pieces = self.pieces
+        first = pieces[0]
+        if not path.startswith(first):
+            return False
+        if len(pieces) == 1:
+            return not self.anchored or len(path) == len(first)
+        pos = len(first)
+        last = len(pieces) - 1
+        for piece in pieces[1:last]:
+            if piece:
+                found = path.find(piece, pos)
+                if found < 0:
+                    return False
+                pos = found + len(piece)
+        tail = pieces[last]
+        if self.anchored:
+            return len(path) - len(tail) >= pos and path.endswith(tail)
+        return not tail or path.find(tail, pos) >= 0
+
+
+class _Matcher:
+    """One agent's rules, compiled: the longest matching rule wins, Allow on ties."""
+
+    def __init__(self, rules: list[Rule]) -> None:
+        self._plain: dict[str, bool] = {}  # prefix -> allow (True wins a tie)
+        wild: dict[str, bool] = {}
+        for rule in rules:
+            target = wild if rule.wildcard else self._plain
+            target[rule.pattern] = target.get(rule.pattern, False) or rule.allow
+        # longest first; on equal length Allow first, so the first hit is the winner among wildcards
+        self._wild = [
+            (len(p), allow, _Glob.of(p)) for p, allow in sorted(wild.items(), key=lambda kv: (-len(kv[0]), not kv[1]))
+        ]
+        self._lengths = sorted({len(p) for p in self._plain}, reverse=True)
+
+    def verdict(self, path: str) -> bool:
+        best_len, best_allow = -1, True
+        for length in self._lengths:  # distinct prefix lengths, longest first: O(len(path)) probes
+            if length <= len(path):
+                allow = self._plain.get(path[:length])
+                if allow is not None:
+                    best_len, best_allow = length, allow
+                    break
+        for length, allow, glob in self._wild:
+            if length < best_len or (length == best_len and (best_allow or not allow)):
+                break  # cannot beat the plain match (sorted longest first)
+            if glob.matches(path):
+                best_len, best_allow = length, allow
+                break
+        return True if best_len < 0 else best_allow
 
 
 @dataclass
@@ -80,6 +154,7 @@ class RobotsTxt:
     def __init__(self, groups: list[_Group] | None = None, *, default_allow: bool = True, note: str = "") -> None:
         self._groups = groups or []
         self._default_allow = default_allow
+        self._matchers: dict[str, _Matcher | None] = {}
         self.note = note  # why there are no rules, e.g. "robots.txt answered HTTP 503"
         self.sitemaps: list[str] = []
 
@@ -107,11 +182,16 @@ class RobotsTxt:
         current: _Group | None = None
         in_rules = False
         sitemaps: list[str] = []
-        for raw in text.splitlines():
+        lines = text.splitlines()
+        for raw in lines:
             line = raw.split("#", 1)[0].strip()
-            if ":" not in line:
-                continue
-            key, _, value = line.partition(":")
+            if ":" in line:
+                key, _, value = line.partition(":")
+            else:  # "Disallow /x": accepted when it is exactly key and value, as Google's parser does
+                words = line.split()
+                if len(words) != 2:
+                    continue
+                key, value = words
             key, value = key.strip().lower(), value.strip()
             if key in ("user-agent", "useragent", "user agent"):
                 if current is None or in_rules:
@@ -129,7 +209,16 @@ class RobotsTxt:
                 sitemaps.append(value)
         robots = cls(groups)
         robots.sitemaps = sitemaps
+        robots.matcher(_DEFAULT_TOKEN)  # compile once, here (in the parsing thread), not at the first check
         return robots
+
+    def matcher(self, product_token: str) -> _Matcher | None:
+        """The compiled rules for ``product_token`` (None: no rules apply); built once per token."""
+        token = product_token.lower()
+        if token not in self._matchers:
+            rules = self.rules_for(token)
+            self._matchers[token] = _Matcher(rules) if rules else None
+        return self._matchers[token]
 
     def rules_for(self, product_token: str) -> list[Rule] | None:
         """Merged rules of every group naming ``product_token`` (else ``*``); None = no group."""
@@ -158,21 +247,10 @@ class RobotsTxt:
             return True
         if not self._groups:
             return self._default_allow
-        rules = self.rules_for(product_token)
-        if not rules:
+        matcher = self.matcher(product_token)
+        if matcher is None:
             return True
-        path = normalise_path(path)
-        best: Rule | None = None
-        for rule in rules:
-            if not rule.matches(path):
-                continue
-            if (
-                best is None
-                or len(rule.pattern) > len(best.pattern)
-                or (len(rule.pattern) == len(best.pattern) and rule.allow and not best.allow)
-            ):
-                best = rule
-        return True if best is None else best.allow
+        return matcher.verdict(normalise_path(path))
 
 
 def _agent_name(agent: str) -> str:
@@ -198,6 +276,8 @@ def origin_of(url: str) -> str:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
 
+
+_DEFAULT_TOKEN = "fashionbot"
 
 # fetch(robots_url) -> (status, body); status None = unreachable (network error, timeout).
 RobotsFetch = Callable[[str], Awaitable[tuple[int | None, bytes]]]
@@ -235,7 +315,9 @@ class RobotsCache:
         self._entries: dict[str, tuple[float, RobotsTxt]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def get(self, url: str) -> RobotsTxt:
+    async def get(self, url: str, *, fetch: RobotsFetch | None = None) -> RobotsTxt:
+        """robots.txt for the URL's origin; ``fetch`` replaces the cache's own fetch for a
+        miss (the fetcher passes one carrying the shop's allow-list scope)."""
         origin = origin_of(url)
         entry = self._entries.get(origin)
         if entry is not None and entry[0] > self._clock():
@@ -247,11 +329,12 @@ class RobotsCache:
                 return entry[1]
             scheme_host = urlsplit(url)
             robots_url = f"{scheme_host.scheme}://{scheme_host.netloc.rsplit('@', 1)[-1]}/robots.txt"
-            status, body = await self._fetch(robots_url)
-            robots = robots_from_response(status, body)
+            status, body = await (fetch or self._fetch)(robots_url)
+            robots = await asyncio.to_thread(robots_from_response, status, body)  # parse + compile off the loop
             ok = status is not None and status < 500 and status != 429
             self._entries[origin] = (self._clock() + (self._ttl if ok else self._error_ttl), robots)
             return robots
 
     async def is_allowed(self, url: str) -> bool:
-        return (await self.get(url)).is_allowed(self.product_token, url)
+        robots = await self.get(url)
+        return await asyncio.to_thread(robots.is_allowed, self.product_token, url)

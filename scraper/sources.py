@@ -1,9 +1,13 @@
 """Which shops the scraper visits: a small config record per shop, loaded from TOML or JSON.
 
-A shop is a search-URL template and, when its markup needs help, CSS selectors.
+A shop is a search-URL template and, when its markup needs help, CSS selectors
+(``next`` names the link to the next results page when ``rel="next"`` is missing).
+``allow_hosts`` lists ``host:port`` entries exempt from the SSRF guard for this
+shop's fetches only (a shop on the operator's own network, the offline demo shop).
 Platforms whose content sits behind a login or whose terms forbid automated
 collection are refused outright, whatever the config says (see docs/scraping.md).
 """
+
 from __future__ import annotations
 
 import json
@@ -19,6 +23,7 @@ import soupsieve
 from yarl import URL
 
 from scraper.extract import SELECTOR_KEYS
+from scraper.ssrf import parse_allow_entry
 
 # Login-walled social platforms whose terms forbid scraping. Matched on any label of the
 # host name (so pinterest.co.uk and m.facebook.com are refused too) or on the exact domain.
@@ -26,7 +31,7 @@ FORBIDDEN_PLATFORM_LABELS = frozenset(
     {"instagram", "facebook", "tiktok", "pinterest", "snapchat", "linkedin", "twitter", "weibo", "xiaohongshu"}
 )
 FORBIDDEN_PLATFORM_DOMAINS = frozenset({"fb.com", "x.com", "pin.it", "threads.net", "messenger.com", "douyin.com"})
-_SHOP_KEYS = frozenset({"name", "search_url", "selectors", "enabled"})
+_SHOP_KEYS = frozenset({"name", "search_url", "selectors", "enabled", "allow_hosts"})
 
 
 class ShopConfigError(ValueError):
@@ -45,6 +50,7 @@ class Shop:
     search_url: str
     selectors: Mapping[str, str] = field(default_factory=dict, hash=False)
     enabled: bool = True
+    allow_hosts: tuple[str, ...] = ()  # "host:port" exempt from the SSRF guard for this shop only
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -71,6 +77,13 @@ class Shop:
             except Exception as err:  # noqa: BLE001 - soupsieve raises several types
                 raise ShopConfigError(f"shop {self.name!r}: bad CSS selector {key!r}: {err}") from None
         object.__setattr__(self, "selectors", MappingProxyType(selectors))
+        if isinstance(self.allow_hosts, str) or not all(isinstance(e, str) for e in self.allow_hosts):
+            raise ShopConfigError(f'shop {self.name!r}: allow_hosts must be a list of "host:port" strings')
+        try:
+            entries = tuple(parse_allow_entry(e) for e in self.allow_hosts)
+        except ValueError as err:
+            raise ShopConfigError(f"shop {self.name!r}: {err}") from None
+        object.__setattr__(self, "allow_hosts", tuple(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in entries))
 
     def search_url_for(self, query: str) -> str:
         """The search page for ``query``; the query is percent-encoded (safe in path and query)."""
@@ -136,12 +149,16 @@ def shops_from_data(data: Any, *, origin: str = "shops") -> list[Shop]:
         selectors = entry.get("selectors") or {}
         if not isinstance(selectors, dict):
             raise ShopConfigError(f"{where}: selectors must be a table/object")
+        allow_hosts = entry.get("allow_hosts") or []
+        if not isinstance(allow_hosts, list):
+            raise ShopConfigError(f'{where}: allow_hosts must be a list of "host:port" strings')
         try:
             shop = Shop(
                 name=str(entry.get("name", "")).strip(),
                 search_url=entry.get("search_url", ""),
                 selectors=selectors,
                 enabled=bool(entry.get("enabled", True)),
+                allow_hosts=tuple(allow_hosts),
             )
         except ForbiddenSource as err:
             raise ForbiddenSource(f"{where}: {err}") from None

@@ -5,20 +5,30 @@ the scraper touches (a search page, a product link, an image, a redirect target)
 is untrusted. Before any connection we resolve the host ourselves and refuse it
 if *any* of its addresses is not a public unicast address: private, loopback,
 link-local (cloud metadata lives at 169.254.169.254), carrier-grade NAT,
-multicast, unspecified, reserved, or an IPv6 spelling of one of those
-(IPv4-mapped ``::ffff:10.0.0.1``, 6to4, NAT64). Checking *all* addresses matters:
-a name that answers both a public and a private address lets the connector pick.
+multicast, unspecified, reserved, any other special-purpose range of the IANA
+registries, or an IPv6 spelling of one of those (IPv4-mapped ``::ffff:10.0.0.1``,
+6to4, NAT64, Teredo). Checking *all* addresses matters: a name that answers both
+a public and a private address lets the connector pick.
+
+The verdict comes from our own tables (:data:`IPV4_DENY`, :data:`IPV6_DENY`, and
+"IPv6 outside 2000::/3 is not global unicast"), not from ``ipaddress``'s
+``is_private``/``is_global`` flags, whose answers changed between Python releases
+(3.11 passes ``192.0.0.8`` and ``3fff::1``).
 
 The vetted addresses are what :class:`VettedResolver` hands to aiohttp, so the
 socket goes to an address we checked; a DNS answer that changes between the
 check and the connect (rebinding) never reaches the connector.
 
-The only way past is an explicit allow-list of ``host`` or ``host:port`` entries
-(a local test shop, a shop on the LAN the operator chose to trust).
+The only way past is an explicit allow-list of ``host:port`` entries (a port is
+required: a bare host would open every local service, the web chat and the
+webhook included). Entries are scoped: a shop's own ``allow_hosts`` apply only to
+that shop's fetches (``scope=`` below); the global list (``FetchConfig.allow_hosts``,
+``FASHIONBOT_SCRAPER_ALLOW_HOSTS``) applies to every fetch.
 
 ``FetchError`` lives here only because this is the lowest layer of the package;
 import the errors from :mod:`scraper.fetch` or :mod:`scraper`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,11 +46,54 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # (host, port) -> getaddrinfo-style tuples; injectable so tests never touch real DNS.
 GetAddrInfo = Callable[[str, int], Awaitable[list[tuple[Any, ...]]]]
 
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+AllowList = frozenset[tuple[str, int]]  # (normalised host, port)
+
+
+def _table(*rows: tuple[str, str]) -> tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...]:
+    return tuple((ipaddress.ip_network(net), reason) for net, reason in rows)
+
+
+# IANA IPv4 Special-Purpose Address Registry: every block not globally reachable (most specific first).
+IPV4_DENY = _table(
+    ("0.0.0.0/32", "unspecified"),
+    ("0.0.0.0/8", "this-network"),
+    ("10.0.0.0/8", "private"),
+    ("100.64.0.0/10", "carrier-grade NAT"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("172.16.0.0/12", "private"),
+    ("192.0.0.0/24", "IETF protocol assignment"),
+    ("192.0.2.0/24", "documentation"),
+    ("192.88.99.0/24", "deprecated 6to4 relay"),
+    ("192.168.0.0/16", "private"),
+    ("198.18.0.0/15", "benchmarking"),
+    ("198.51.100.0/24", "documentation"),
+    ("203.0.113.0/24", "documentation"),
+    ("224.0.0.0/4", "multicast"),
+    ("255.255.255.255/32", "broadcast"),
+    ("240.0.0.0/4", "reserved"),
+)
+# IANA IPv6 Special-Purpose Address Registry, plus the ranges that are not unicast at all.
+# ::ffff:0:0/96 (IPv4-mapped), 64:ff9b::/96 (NAT64), 2002::/16 (6to4) and 2001::/32 (Teredo)
+# carry an IPv4 address, which is checked first (see _embedded_ipv4).
+IPV6_DENY = _table(
+    ("::/128", "unspecified"),
+    ("::1/128", "loopback"),
+    ("::/96", "deprecated IPv4-compatible"),
+    ("::ffff:0:0/96", "IPv4-mapped"),
+    ("64:ff9b:1::/48", "local-use NAT64"),
+    ("100::/64", "discard-only"),
+    ("2001:db8::/32", "documentation"),
+    ("2001::/23", "IETF protocol assignment"),
+    ("3fff::/20", "documentation"),
+    ("5f00::/16", "segment-routing"),
+    ("fc00::/7", "private"),
+    ("fe80::/10", "link-local"),
+    ("fec0::/10", "site-local"),
+    ("ff00::/8", "multicast"),
+)
+_GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
 _NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
-_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
-_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
-_SITE_LOCAL = ipaddress.ip_network("fec0::/10")
 
 
 class FetchError(Exception):
@@ -61,40 +114,33 @@ class UnresolvableHost(FetchError):
 
 
 def forbidden_reason(ip: IPAddress | str) -> str | None:
-    """Why the scraper must not connect to ``ip``, or None when it is public unicast."""
+    """Why the scraper must not connect to ``ip``, or None when it is public unicast.
+
+    Decided by our own tables only, so the answer is the same on every Python version."""
     if isinstance(ip, str):
         ip = ipaddress.ip_address(ip.split("%", 1)[0])  # drop an IPv6 zone id
-    if ip.is_unspecified:
-        return "unspecified"
-    if ip.is_loopback:
-        return "loopback"
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = _embedded_ipv4(ip)
-        if embedded is not None:
-            form, v4 = embedded
-            inner = forbidden_reason(v4)
-            if inner is not None:
-                return f"{form} {inner} address {v4}"
-            if form in ("IPv4-mapped", "NAT64"):
-                return None  # the packet goes to that public IPv4 address
-        if ip in _NAT64_LOCAL:
-            return "local-use NAT64"
-        if ip in _IPV4_COMPATIBLE:
-            return "deprecated IPv4-compatible"
-        if ip in _SITE_LOCAL:
-            return "site-local"
-    if ip.is_link_local:
-        return "link-local"
-    if ip.is_multicast:
-        return "multicast"
-    if isinstance(ip, ipaddress.IPv4Address) and ip in _CGNAT:
-        return "carrier-grade NAT"
-    if ip.is_private:
-        return "private"
-    if ip.is_reserved:
-        return "reserved"
-    if not ip.is_global:
-        return "not globally routable"
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _lookup(ip, IPV4_DENY)
+    embedded = _embedded_ipv4(ip)
+    if embedded is not None:
+        form, v4 = embedded
+        inner = forbidden_reason(v4)
+        if inner is not None:
+            return f"{form} {inner} address {v4}"
+        if form in ("IPv4-mapped", "NAT64"):
+            return None  # the packet goes to that public IPv4 address
+    reason = _lookup(ip, IPV6_DENY)
+    if reason is not None:
+        return reason
+    if ip not in _GLOBAL_UNICAST_V6:
+        return "not global unicast"
+    return None
+
+
+def _lookup(ip: IPAddress, table: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...]) -> str | None:
+    for network, reason in table:
+        if ip in network:
+            return reason
     return None
 
 
@@ -115,10 +161,11 @@ def _normalise_host(host: str) -> str:
     return host.strip().strip("[]").rstrip(".").lower()
 
 
-def parse_allow_entry(entry: str) -> tuple[str, int | None]:
-    """``"127.0.0.1:8765"`` -> ("127.0.0.1", 8765); ``"shop.lan"`` -> ("shop.lan", None);
-    ``"[::1]:8080"`` -> ("::1", 8080)."""
-    entry = entry.strip()
+def parse_allow_entry(entry: str) -> tuple[str, int]:
+    """``"127.0.0.1:8765"`` -> ("127.0.0.1", 8765); ``"[::1]:8080"`` -> ("::1", 8080).
+
+    A port is required: ``"shop.lan"`` raises ValueError (it would open every port of the host)."""
+    entry = str(entry).strip()
     if not entry:
         raise ValueError("empty allow-list entry")
     if entry.startswith("["):
@@ -128,9 +175,19 @@ def parse_allow_entry(entry: str) -> tuple[str, int | None]:
         host, port = entry.split(":")
     else:  # a bare name, IPv4 or an unbracketed IPv6 address
         host, port = entry, ""
-    if port and not port.isdigit():
+    if not port:
+        raise ValueError(f"allow-list entry {entry!r} needs a port (host:port, [v6]:port)")
+    if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"bad port in allow-list entry {entry!r}")
-    return _normalise_host(host), int(port) if port else None
+    host = _normalise_host(host)
+    if not host:
+        raise ValueError(f"allow-list entry {entry!r} has no host")
+    return host, int(port)
+
+
+def parse_allow_list(entries: Iterable[str]) -> AllowList:
+    """Parse ``host:port`` entries; ValueError names the first bad one."""
+    return frozenset(parse_allow_entry(e) for e in entries)
 
 
 @dataclass(frozen=True)
@@ -140,11 +197,20 @@ class VettedAddress:
     port: int
 
 
+@dataclass(frozen=True)
+class _Vetted:
+    expires: float
+    addresses: list[VettedAddress]
+    public: bool  # False: admitted only by an allow-list entry
+
+
 class AddressGuard:
     """Resolves hosts and refuses the ones that lead somewhere internal.
 
     Results are cached for ``cache_ttl`` seconds so the pre-flight check and the
-    connector's own lookup use the same vetted answer.
+    connector's own lookup use the same vetted answer. An answer admitted only by
+    an allow-list entry is reused by a later pre-flight check only when that check's
+    scope admits the host too.
     """
 
     def __init__(
@@ -154,28 +220,37 @@ class AddressGuard:
         getaddrinfo: GetAddrInfo | None = None,
         cache_ttl: float = 60.0,
     ) -> None:
-        self._allow = frozenset(parse_allow_entry(e) for e in allow_hosts)
+        self._allow = parse_allow_list(allow_hosts)
         self._getaddrinfo = getaddrinfo
         self._cache_ttl = cache_ttl
-        self._cache: dict[tuple[str, int], tuple[float, list[VettedAddress]]] = {}
+        self._cache: dict[tuple[str, int], _Vetted] = {}
 
-    def is_allowlisted(self, host: str, port: int | None) -> bool:
-        host = _normalise_host(host)
-        return (host, None) in self._allow or (port is not None and (host, port) in self._allow)
+    def is_allowlisted(self, host: str, port: int | None, scope: AllowList = frozenset()) -> bool:
+        if port is None:
+            return False
+        key = (_normalise_host(host), port)
+        return key in self._allow or key in scope
 
-    async def check_url(self, url: URL) -> list[VettedAddress]:
-        """Refuse non-http(s) URLs and URLs whose host is not safe; returns the vetted addresses."""
+    async def check_url(self, url: URL, scope: AllowList = frozenset()) -> list[VettedAddress]:
+        """Refuse non-http(s) URLs and URLs whose host is not safe; returns the vetted addresses.
+
+        ``scope``: the allow-list entries of the shop this fetch is for (besides the global ones)."""
         if url.scheme not in ("http", "https"):
             raise BlockedAddress(f"scheme {url.scheme or '(none)'} not allowed", str(url))
         if not url.host:
             raise BlockedAddress("URL has no host", str(url))
         port = url.port if url.port is not None else (443 if url.scheme == "https" else 80)
-        return await self.vet(url.host, port)
+        return await self.vet(url.host, port, scope)
 
-    async def vet(self, host: str, port: int) -> list[VettedAddress]:
-        """All addresses of ``host``, or :class:`BlockedAddress` if any of them is forbidden."""
+    async def vet(
+        self, host: str, port: int, scope: AllowList = frozenset(), *, connecting: bool = False
+    ) -> list[VettedAddress]:
+        """All addresses of ``host``, or :class:`BlockedAddress` if any of them is forbidden.
+
+        ``connecting``: the connector asks for a host a pre-flight check has just vetted
+        (under its scope); any fresh cached answer is used, a miss is vetted without scope."""
         host = _normalise_host(host)
-        allowlisted = self.is_allowlisted(host, port)
+        allowlisted = self.is_allowlisted(host, port, scope)
         literal = _literal_ip(host)
         if literal is not None:
             if not allowlisted:
@@ -188,17 +263,19 @@ class AddressGuard:
         key = (host, port)
         cached = self._cache.get(key)
         now = time.monotonic()
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        if cached is not None and cached.expires > now and (cached.public or allowlisted or connecting):
+            return cached.addresses
         addresses = await self._resolve(host, port)
-        if not allowlisted:
-            for addr in addresses:
-                reason = forbidden_reason(addr.host)
-                if reason is not None:
+        public = True
+        for addr in addresses:
+            reason = forbidden_reason(addr.host)
+            if reason is not None:
+                if not allowlisted:
                     raise BlockedAddress(f"blocked: {host} resolves to {_describe(addr.host, reason)}")
+                public = False
         if len(self._cache) >= 4096:  # a long-running bot meets many CDN hosts: drop stale answers
-            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
-        self._cache[key] = (now + self._cache_ttl, addresses)
+            self._cache = {k: v for k, v in self._cache.items() if v.expires > now}
+        self._cache[key] = _Vetted(now + self._cache_ttl, addresses, public)
         return addresses
 
     async def _resolve(self, host: str, port: int) -> list[VettedAddress]:
@@ -222,7 +299,7 @@ class AddressGuard:
 
 
 def _describe(ip: object, reason: str) -> str:
-    """"private address 10.0.0.1", or "IPv4-mapped private address 10.0.0.1 (::ffff:a00:1)"."""
+    """ "private address 10.0.0.1", or "IPv4-mapped private address 10.0.0.1 (::ffff:a00:1)"."""
     return f"{reason} ({ip})" if " address " in reason else f"{reason} address {ip}"
 
 
@@ -246,7 +323,7 @@ class VettedResolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        vetted = await self._guard.vet(host, port)
+        vetted = await self._guard.vet(host, port, connecting=True)
         results: list[ResolveResult] = [
             {
                 "hostname": host,

@@ -3,6 +3,13 @@
 Embedding is the slow part, so one catalogue of Fashion-MNIST training images is
 built once per test session (`catalogue_dir`) and copied for every test that
 needs a service (`service`), which then owns its copy and may change it freely.
+
+Databases: the store, service, style, trend, forget and migration tests run on SQLite
+and on PostgreSQL (``db_url``, ids ``sqlite`` / ``postgres``; see :data:`DB_MODULES`). On
+PostgreSQL the test's settings get ``FASHIONBOT_DATABASE_URL`` pointing at a database of
+its own in a throwaway cluster (tests/support/postgres.py): a copy of the shared catalogue
+(``CREATE DATABASE … TEMPLATE``, filled once from the SQLite catalogue) when the test uses
+``catalogue_dir``, an empty one otherwise.
 """
 from __future__ import annotations
 
@@ -20,6 +27,79 @@ from tests.support.pictures import fmnist_jpeg
 from tests.support.settings import CATALOGUE_SIZE, make_settings
 
 __all__ = ["CATALOGUE_SIZE", "fmnist_jpeg", "make_settings"]
+
+# Test modules that run on both databases, and tests in them that can only run on SQLite
+# (they open the SQLite file themselves, or start a child process with an environment of
+# their own); a test may also say so with @pytest.mark.sqlite_only.
+DB_MODULES = {"test_service", "test_styles_service", "test_trend_service"}
+DB_PREFIX = "test_postgres_"
+SQLITE_ONLY = {
+    "test_schema_comes_from_the_migrations",  # SQLite file URLs; test_postgres_migrations covers both
+    "test_a_database_from_before_migrations_is_adopted",
+    "test_cli_trend",  # clears FASHIONBOT_* for its CLI run
+    "test_killed_trend_leaves_nothing_half_written",  # child process with its own environment
+}
+DATABASES = ["sqlite", "postgres"]
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: runs on SQLite only (not parametrised over databases)")
+
+
+def pytest_generate_tests(metafunc) -> None:
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if "db_url" not in metafunc.fixturenames or metafunc.definition.get_closest_marker("sqlite_only"):
+        return
+    if (module in DB_MODULES or module.startswith(DB_PREFIX)) and metafunc.function.__name__ not in SQLITE_ONLY:
+        metafunc.parametrize("db_url", DATABASES, indirect=True, ids=DATABASES)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL cluster for the session (a missing server fails the tests)."""
+    from tests.support.postgres import postgres_cluster
+
+    with postgres_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def pg_catalogue_template(postgres, catalogue_dir) -> str:
+    """A PostgreSQL database holding the shared catalogue's rows (same ids, so the saved
+    index in ``catalogue_dir`` fits it): the template each test's copy is made from."""
+    from db.copy import copy_database
+    from db.store import Store
+
+    name = postgres.create_database("catalogue")
+
+    async def fill() -> None:
+        source = Store(make_settings(catalogue_dir, database_url=None).db_url)
+        target = Store(postgres.url(name))
+        try:
+            await copy_database(source, target)
+        finally:
+            await source.close()
+            await target.close()  # no connection may stay open on a template
+
+    asyncio.run(fill())
+    return name
+
+
+@pytest.fixture(autouse=True)
+def db_url(request, monkeypatch) -> str | None:
+    """The database of this test: None for SQLite (the data dir's file, as ever), else a
+    PostgreSQL URL, also set as FASHIONBOT_DATABASE_URL for the settings the test builds."""
+    kind = getattr(request, "param", "sqlite")
+    if kind == "sqlite":
+        yield None
+        return
+    cluster = request.getfixturevalue("postgres")
+    template = request.getfixturevalue("pg_catalogue_template") if "catalogue_dir" in request.fixturenames else None
+    name = cluster.create_database("test", template=template)
+    url = cluster.url(name)
+    monkeypatch.setenv("FASHIONBOT_DATABASE_URL", url)
+    yield url
+    cluster.drop_database(name)
 
 
 @pytest.fixture(scope="session")
@@ -39,10 +119,11 @@ def catalogue_dir(tmp_path_factory, backbone) -> Path:
     data_dir = tmp_path_factory.mktemp("catalogue")
 
     async def build() -> None:
-        service = await FashionService.create(make_settings(data_dir), backbone=backbone)
+        # Always the SQLite file in data_dir (whatever FASHIONBOT_DATABASE_URL says).
+        service = await FashionService.create(make_settings(data_dir, database_url=None), backbone=backbone)
         try:
-            rows = catalogue.fashion_mnist_rows("train", CATALOGUE_SIZE, service.embedder.input_size)
-            report = await catalogue.ingest_rows(service, rows, batch_size=128)
+            rows = catalogue.fashion_mnist_rows("train", CATALOGUE_SIZE, service.encoder.embedder.input_size)
+            report = await catalogue.ingest_rows(service.catalogue, service.encoder, rows, batch_size=128)
             assert report.added == CATALOGUE_SIZE
         finally:
             await service.close()

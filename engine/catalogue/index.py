@@ -6,16 +6,18 @@ every load), ``add_items``/``resize_index`` must not run beside ``knn_query``
 (we clamp k and retry with a wider search). The file is saved atomically with a
 JSON sidecar naming the backbone and weights it was built with.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import os
+import tempfile
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 import hnswlib
 import numpy as np
@@ -89,6 +91,7 @@ class VectorIndex:
         self.meta = meta
         self.ef = ef
         self._lock = RWLock()
+        self._save_lock = threading.Lock()
         self._index = hnswlib.Index(space="l2", dim=meta.dim)
         self._index.init_index(max_elements=max(capacity, 16), ef_construction=meta.ef_construction, M=meta.m)
         self._index.set_ef(ef)
@@ -166,32 +169,46 @@ class VectorIndex:
             finally:
                 self._index.set_ef(self.ef)
 
-
     def vectors(self, ids: list[int]) -> np.ndarray:
         with self._lock.read():
             return np.asarray(self._index.get_items(ids), dtype=np.float32)
 
     # ---- persistence ------------------------------------------------------
     def save(self, path: Path) -> None:
-        """Atomic: write temp files, fsync, rename index then sidecar."""
+        """Atomic: write unique temp files, fsync, rename index then sidecar.
+
+        One lock serialises saves (two trends finishing together used to share one temp
+        name); the sidecar's metadata is snapshotted under the same read lock as the
+        file, so an ``add`` between the two cannot make the sidecar count differ."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with self._lock.read():
-            self._index.save_index(str(tmp))
-            self.meta.count = self._index.get_current_count()
-        _fsync(tmp)
-        self.meta.index_bytes = tmp.stat().st_size
-        os.replace(tmp, path)
-        sidecar = sidecar_path(path)
-        tmp_meta = sidecar.with_name(sidecar.name + ".tmp")
-        payload = asdict(self.meta) | {"deleted": sorted(self._deleted)}
-        tmp_meta.write_text(json.dumps(payload, indent=1))
-        _fsync(tmp_meta)
-        os.replace(tmp_meta, sidecar)
-        _fsync_dir(path.parent)
+        with self._save_lock:
+            tmp = _temp_beside(path)
+            tmp_meta: Path | None = None
+            try:
+                with self._lock.read():
+                    self._index.save_index(str(tmp))
+                    snapshot = asdict(self.meta) | {
+                        "count": self._index.get_current_count(),
+                        "deleted": sorted(self._deleted),
+                    }
+                _fsync(tmp)
+                snapshot["index_bytes"] = tmp.stat().st_size
+                sidecar = sidecar_path(path)
+                tmp_meta = _temp_beside(sidecar)
+                tmp_meta.write_text(json.dumps(snapshot, indent=1))
+                _fsync(tmp_meta)
+                os.replace(tmp, path)
+                os.replace(tmp_meta, sidecar)
+                _fsync_dir(path.parent)
+            finally:
+                for leftover in (tmp, tmp_meta):
+                    if leftover is not None:
+                        leftover.unlink(missing_ok=True)
+            self.meta.count = snapshot["count"]
+            self.meta.index_bytes = snapshot["index_bytes"]
 
     @classmethod
-    def load(cls, path: Path, *, ef: int = 96) -> "VectorIndex":
+    def load(cls, path: Path, *, ef: int = 96) -> VectorIndex:
         """Load a saved index; raises ``FileNotFoundError`` or ``ValueError`` (corrupt)."""
         sidecar = sidecar_path(path)
         raw = json.loads(sidecar.read_text())
@@ -205,6 +222,7 @@ class VectorIndex:
         self.meta = meta
         self.ef = ef
         self._lock = RWLock()
+        self._save_lock = threading.Lock()
         self._index = hnswlib.Index(space="l2", dim=meta.dim)
         try:
             self._index.load_index(str(path), max_elements=max(meta.count, 16))
@@ -244,6 +262,13 @@ def _has_label(index: hnswlib.Index, label: int) -> bool:
         return True
     except RuntimeError:
         return False
+
+
+def _temp_beside(path: Path) -> Path:
+    """A fresh temp file in the target's directory (so the rename is atomic), never shared."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    return Path(name)
 
 
 def _fsync(path: Path) -> None:

@@ -47,12 +47,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     th = sub.add_parser("train-head", help="train the fashion head (fine-tuned last blocks + projection) on Fashion-MNIST")
     th.add_argument("--out", type=Path, default=None, help="head file (default: <data dir>/head.pt)")
     th.add_argument("--dim", type=int, default=128, help="vector size, at most 256")
-    th.add_argument("--epochs", type=int, default=6)
+    th.add_argument("--epochs", type=int, default=6, help="passes over the training images (default: 6)")
     th.add_argument("--tail-blocks", type=int, default=1, help="backbone blocks to fine-tune (0 = projection only)")
     th.add_argument("--catalogue", type=int, default=10_000, help="held-out catalogue: the first N training images")
     th.add_argument("--head-train", type=int, default=None, help="train on N of the remaining training images (default all)")
     th.add_argument("--queries", type=int, default=None, help="class-balanced test-split queries (default all 10000)")
-    th.add_argument("--seed", type=int, default=0)
+    th.add_argument("--seed", type=int, default=0, help="random seed: the same seed trains the same head (default: 0)")
 
 
 def _table(rows: list[tuple], headers: tuple) -> str:

@@ -10,9 +10,9 @@
   listening does not stop the trend (``FashionService.close`` does);
 - products arrive in small batches (whatever the crawl produced while the previous batch
   was being embedded, at most :data:`MAX_BATCH`): each picture goes through
-  ``service.prepare`` (``engine.vision.images`` again) and is embedded, then, under one lock for
+  ``Encoder.prepare`` (``engine.vision.images`` again) and is embedded, then, under one lock for
   all trends, matched against the catalogue and the batch, and the new items go through
-  ``service.add_items`` (database commit first, then the live index), so they are
+  ``Catalogue.add_items`` (database commit first, then the live index), so they are
   recommendable at once and a crash leaves nothing half-written;
 - a product already in the catalogue (same shop listing, or a near-identical picture at
   another shop) is kept once: the tag is added to the existing item and another shop's
@@ -46,7 +46,7 @@ import numpy as np
 from db import trend_store
 from db.store import NewItem
 from db.trend_store import ListingKey, NewOffer, PriceRefresh
-from engine.vision.images import BadImage, open_image
+from engine.vision.images import BadImage, open_image, picture_check
 from engine.types import ScoredItem, TrendInfo, TrendProgress, UserRef
 from scraper import (
     CrawlFinished,
@@ -64,7 +64,10 @@ from scraper import (
 from scraper.crawl import difference_hash, normalise_tag
 
 if TYPE_CHECKING:
-    from engine.service import FashionService, PreparedImage
+    from db.store import Store
+    from engine.catalogue.catalogue import Catalogue
+    from engine.config import Settings
+    from engine.vision.encoder import Encoder, PreparedImage
     from scraper import Shop
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,7 @@ NEIGHBOURS = 8  # index neighbours checked per new product
 MAX_BATCH = 16  # products embedded and committed together
 BEST = 10  # items in the final snapshot's ``best``
 _FINGERPRINT_CACHE = 8192
+LEASE_POLL_SECONDS = 0.5  # how often a worker waiting on another's trend reads its progress
 _END = object()  # the crawl's event stream ended
 
 NO_SHOPS = (
@@ -236,16 +240,22 @@ class _Fresh:
 
 
 class TrendRunner:
-    """Runs trends for one :class:`~engine.service.FashionService` (see the module docstring)."""
+    """Runs trends over one catalogue (see the module docstring). It is handed the parts it
+    uses (the store, the catalogue, the encoder) rather than the service, so data flows one
+    way: service → trends → catalogue / scraper."""
 
-    def __init__(self, service: FashionService) -> None:
-        self.service = service
+    def __init__(self, settings: Settings, store: Store, catalogue: Catalogue, encoder: Encoder) -> None:
+        self.settings = settings
+        self.store = store
+        self.catalogue = catalogue
+        self.encoder = encoder
         self._runs: dict[str, _Run] = {}
         self._lock = asyncio.Lock()  # matching + inserting, across all trends
         self._fetcher: Fetcher | None = None
         self._fetcher_lock = asyncio.Lock()
         self._fingerprints: OrderedDict[int, tuple[str, int]] = OrderedDict()
         self._closed = False
+        self._holder = trend_store.lease_holder()  # this process, as a holder of trend leases
 
     # ---- public ------------------------------------------------------------------
     async def trend(self, tag: str, user: UserRef | None = None) -> AsyncIterator[TrendProgress]:
@@ -268,7 +278,7 @@ class TrendRunner:
 
     async def trends(self, limit: int = 10) -> list[TrendInfo]:
         """Recently run tags (running ones included) with how many catalogue items carry each."""
-        return await trend_store.recent_trends(self.service.store, limit)
+        return await trend_store.recent_trends(self.store, limit)
 
     def running(self) -> list[str]:
         return sorted(self._runs)
@@ -292,10 +302,10 @@ class TrendRunner:
             mine = next((r.tag for r in self._runs.values() if r.user == user), None)
             if mine is not None:
                 raise _Refused(USER_BUSY.format(tag=mine))
-        limit = self.service.settings.trend_max_running
+        limit = self.settings.trend_max_running
         if len(self._runs) >= limit:
             raise _Refused(TOO_MANY.format(n=len(self._runs)))
-        problem = getattr(self.service, "_index_problem", None)
+        problem = self.catalogue.problem
         if problem:
             raise _Refused(problem)
         shops = self._shops()
@@ -306,7 +316,7 @@ class TrendRunner:
         return run
 
     def _shops(self) -> list[Shop]:
-        path = self.service.settings.shops_file
+        path = self.settings.shops_file
         if path is None:
             raise _Refused(NO_SHOPS)
         try:
@@ -320,7 +330,7 @@ class TrendRunner:
     async def _get_fetcher(self) -> Fetcher:
         """The fetcher all trends share (one session, one robots.txt cache, one politeness
         gate per host), rebuilt when the scraper settings changed and no other trend uses it."""
-        settings = self.service.settings
+        settings = self.settings
         config = FetchConfig.from_settings(settings, min_delay=settings.scraper_min_delay, timeout=settings.scraper_timeout)
         async with self._fetcher_lock:
             if self._fetcher is not None and self._fetcher.config != config and len(self._runs) <= 1:
@@ -334,18 +344,33 @@ class TrendRunner:
 
     # ---- the trend task --------------------------------------------------------------
     async def _drive(self, run: _Run, shops: list[Shop]) -> None:
-        service, settings = self.service, self.service.settings
+        settings = self.settings
         status, error = "failed", FAILED
         queue: asyncio.Queue[Any] = asyncio.Queue()
         pump: asyncio.Task[None] | None = None
+        renewing: asyncio.Task[None] | None = None
         try:
+            if not await self._await_lease(run):
+                # Another worker ran this tag to its end while we showed its progress.
+                status, error = "done", None
+                run.touched_ids.update(await trend_store.items_with_tag(self.store, run.tag))
+                await self.catalogue.follow()  # its items, in this worker's index too
+                return
+            renewing = asyncio.create_task(self._renew_lease(run), name=f"trend-lease:{run.tag}")
             user_id = None
             if run.user is not None:
-                user_id = await service.store.user_id(run.user.platform, run.user.user_id)
-            run.trend_id = await trend_store.start_trend(service.store, run.tag, user_id)
+                user_id = await self.store.user_id(run.user.platform, run.user.user_id)
+            run.trend_id = await trend_store.start_trend(self.store, run.tag, user_id)
             fetcher = await self._get_fetcher()
             stream = crawl_trend(
-                run.tag, shops, fetcher, max_pages=settings.scraper_max_pages, max_products=settings.scraper_max_products
+                run.tag,
+                shops,
+                fetcher,
+                check_picture=picture_check(
+                    max_bytes=fetcher.config.max_image_bytes, max_pixels=settings.max_image_pixels, side=512
+                ),
+                max_pages=settings.scraper_max_pages,
+                max_products=settings.scraper_max_products,
             )
             pump = asyncio.create_task(_pump(stream, queue), name=f"trend-crawl:{run.tag}")
             finished = False
@@ -388,8 +413,12 @@ class TrendRunner:
                     pump.cancel()
                     await asyncio.gather(pump, return_exceptions=True)
                 await self._record(run, status)
+                if renewing is not None:
+                    renewing.cancel()
+                    await asyncio.gather(renewing, return_exceptions=True)
+                    await trend_store.release_lease(self.store, run.tag, self._holder)
                 if run.indexed:
-                    await service.save_index()
+                    await self.catalogue.save()
                 if status == "done":
                     best = await self._best(run)
             except Exception:  # noqa: BLE001 - the final snapshot must go out whatever happens
@@ -402,12 +431,54 @@ class TrendRunner:
     async def _record(self, run: _Run, status: str | None = None) -> None:
         if run.trend_id is not None:
             await trend_store.record_trend(
-                self.service.store, run.trend_id, found=run.found, indexed=run.indexed, skipped=run.skipped, status=status
+                self.store, run.trend_id, found=run.found, indexed=run.indexed, skipped=run.skipped, status=status,
+                shops_searched=run.shops_searched, shops_total=run.shops_total,
             )
+
+    # ---- one run per tag across workers (the lease) ----------------------------------------
+    async def _await_lease(self, run: _Run) -> bool:
+        """Take the tag's lease (True: this worker runs the trend). While another worker
+        holds it, show that run's progress from its trend row; False once it has finished
+        ("done"). A holder that stops renewing (killed) loses the lease at expiry, and one
+        on this host whose process is gone loses it at once: then this worker takes over."""
+        store, tag = self.store, run.tag
+        waited_on: int | None = None  # the trend row of the run we are showing
+        baseline: int | None = None  # the newest finished row when we started waiting
+        first = True
+        while True:
+            current = await trend_store.lease(store, tag)
+            dead = current.holder if current is not None and trend_store.holder_is_dead(current.holder) else None
+            if await trend_store.acquire_lease(store, tag, self._holder, steal_from=dead):
+                return True
+            row = await trend_store.latest_trend(store, tag)
+            if first:
+                baseline = row.id if row is not None and row.status != "running" else None
+                first = False
+            if row is not None and row.id != baseline:
+                if row.status == "running":
+                    waited_on = row.id
+                if row.id == waited_on or row.status == "running":
+                    run.found, run.indexed, run.skipped = row.found, row.indexed, row.skipped
+                    run.shops_searched = row.shops_searched
+                    run.shops_total = row.shops_total or run.shops_total
+                    run.publish()
+                if row.status == "done":  # a run that finished while we waited (not the baseline)
+                    return False
+            await asyncio.sleep(LEASE_POLL_SECONDS)
+
+    async def _renew_lease(self, run: _Run) -> None:
+        while True:
+            await asyncio.sleep(trend_store.LEASE_SECONDS / 3)
+            try:
+                if not await trend_store.renew_lease(self.store, run.tag, self._holder):
+                    log.warning("trend %r: lost its lease to another worker (this one stalled)", run.tag)
+                    return
+            except Exception:  # noqa: BLE001 - retried at the next renewal; the lease outlives one miss
+                log.warning("trend %r: renewing the lease failed", run.tag, exc_info=True)
 
     # ---- one batch -----------------------------------------------------------------------
     async def _ingest(self, run: _Run, products: list[ScrapedProduct]) -> None:
-        service, store = self.service, self.service.store
+        store = self.store
         keys = [
             ListingKey(shop_source(p.shop), p.info.external_id, p.shop, p.info.url) for p in products
         ]
@@ -420,7 +491,7 @@ class TrendRunner:
         fresh: list[_Fresh] = []
         if usable:
             pixels = np.stack([p.pixels for _, p in usable])
-            vectors = await asyncio.wrap_future(service.embedder.submit(pixels))
+            vectors = await self.encoder.embed(pixels)
             prints = await asyncio.to_thread(lambda: [fingerprint(p.jpeg or b"") for _, p in usable])
             fresh = [
                 _Fresh(i, products[i], keys[i], p, v, sha, dh)
@@ -431,14 +502,14 @@ class TrendRunner:
 
     async def _prepare(self, product: ScrapedProduct) -> PreparedImage | None:
         try:
-            return await self.service.prepare(product.image_jpeg, keep=True)
+            return await self.encoder.prepare(product.image_jpeg, keep=True)
         except BadImage as err:
             log.info("trend picture of %s refused: %s", product.info.url, err)
             return None
 
     async def _commit(self, run: _Run, products: list[ScrapedProduct], keys: list[ListingKey], fresh: list[_Fresh]) -> None:
         """Under the lock: match, insert what is new, then tags/offers/prices in one transaction."""
-        service, store, tag = self.service, self.service.store, run.tag
+        store, tag = self.store, run.tag
         known = await trend_store.find_listings(store, keys)  # again: another trend may have added some meanwhile
         tagged: set[int] = set()
         offers: list[NewOffer] = []
@@ -482,7 +553,7 @@ class TrendRunner:
         ids: list[int] = []
         if new:
             items = [_new_item(f, tag) for f in new]
-            ids = await service.add_items(items, None, vectors=np.stack([f.vector for f in new]))
+            ids = await self.catalogue.add_items(items, np.stack([f.vector for f in new]))
             run.indexed += len(ids)
             run.new_ids.extend(ids)
             run.new_vectors.extend(f.vector for f in new)
@@ -498,7 +569,7 @@ class TrendRunner:
             await trend_store.record_listings(store, tag, tagged=tagged, offers=offers, prices=prices)
 
     async def _neighbours(self, vectors: Sequence[np.ndarray]) -> list[list[tuple[int, float]]]:
-        index = self.service.index
+        index = self.catalogue.index
 
         def search() -> list[list[tuple[int, float]]]:
             out = []
@@ -534,12 +605,11 @@ class TrendRunner:
     async def _best(self, run: _Run) -> list[ScoredItem]:
         """The new items closest to the trend's centroid (on a re-run with nothing new: the
         items this run found again)."""
-        service = self.service
         ids, vectors = list(run.new_ids), list(run.new_vectors)
         if not ids and run.touched_ids:
             ids = sorted(run.touched_ids)
             try:
-                vectors = list(await asyncio.to_thread(service.index.vectors, ids))
+                vectors = list(await self.catalogue.vectors(ids))
             except RuntimeError:
                 return []
         if not ids:
@@ -548,10 +618,10 @@ class TrendRunner:
         centroid = matrix.mean(axis=0)
         centroid /= np.linalg.norm(centroid) or 1.0
         scores = matrix @ centroid
-        order = np.argsort(-scores, kind="stable")[: min(BEST, service.settings.top_k)]
+        order = np.argsort(-scores, kind="stable")[: min(BEST, self.settings.top_k)]
         chosen = [ids[i] for i in order]
-        items = await service.store.items(chosen)
-        offers = await trend_store.offers_for(service.store, chosen)
+        items = await self.store.items(chosen)
+        offers = await trend_store.offers_for(self.store, chosen)
         ranked = [(ids[i], float(scores[i])) for i in order if ids[i] in items]
         return [
             ScoredItem(item=items[i], rank=rank, score=round(s, 4), offers=offers.get(i, ()))

@@ -8,23 +8,32 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from engine.vision.head import HeadInfo
+from engine.errors import BackboneUnavailable
 
 log = logging.getLogger(__name__)
 
 RESNET50_URL_FILE = "resnet50-11ad3fa6.pth"  # torchvision's IMAGENET1K_V2 file name
 
 
-class BackboneUnavailable(RuntimeError):
-    """The backbone's weights can't be had here; the message says what to do."""
+@dataclass
+class HeadInfo:
+    """What a head file says about itself (shown by ``about`` and in the index sidecar)."""
+
+    path: str
+    fingerprint: str
+    backbone: str
+    backbone_fingerprint: str
+    dim: int
+    tail_blocks: int
+    input_size: int
+    trained_on: str
+    metrics: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -169,13 +178,3 @@ def load_backbone(name: str = "auto", weights: Path | None = None, allow_downloa
         backbone.note = f"auto fell back to efficientnet-lite0: {err}"
         log.warning("ResNet-50 unavailable, using EfficientNet-Lite0 instead: %s", err)
         return backbone
-
-
-def load_model(settings) -> LoadedBackbone:  # noqa: ANN001 - engine.config.Settings, kept import-light
-    """The backbone the settings name, with the trained head on top when one is set."""
-    backbone = load_backbone(settings.backbone, settings.weights, settings.allow_weight_download)
-    if settings.head is not None:
-        from engine.vision.head import with_head
-
-        backbone = with_head(backbone, settings.head)
-    return backbone

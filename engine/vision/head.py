@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.vision.backbones import BackboneUnavailable, LoadedBackbone, file_fingerprint
+from engine.vision.backbones import BackboneUnavailable, HeadInfo, LoadedBackbone, file_fingerprint
 
 HEAD_FORMAT = "fashionbot-head/1"
 MAX_HEAD_DIM = 256
@@ -107,21 +107,6 @@ class HeadedModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.projection(self.tail(self.trunk(x)))
-
-
-@dataclass
-class HeadInfo:
-    """What a head file says about itself (shown by ``about`` and in the index sidecar)."""
-
-    path: str
-    fingerprint: str
-    backbone: str
-    backbone_fingerprint: str
-    dim: int
-    tail_blocks: int
-    input_size: int
-    trained_on: str
-    metrics: dict = field(default_factory=dict)
 
 
 def save_head(

@@ -1,6 +1,10 @@
-"""Catalogue ingest: feeds with bad rows, Kaggle layout, resumable Fashion-MNIST."""
+"""Catalogue ingest: feeds with bad rows, Kaggle layout, resumable Fashion-MNIST, reindex.
+
+Prices: tests/unit/test_prices.py; remote feed pictures: test_ingest_feed_fetch.py;
+the runner's overlap and failure handling: tests/unit/test_ingest_runner.py."""
 from __future__ import annotations
 
+import asyncio
 import json
 
 import numpy as np
@@ -25,16 +29,6 @@ async def empty_service(tmp_path, backbone):
     await svc.close()
 
 
-def test_price_parsing() -> None:
-    assert catalogue._parse_price("19.99 EUR") == (19.99, "EUR")
-    assert catalogue._parse_price("$25") == (25.0, "USD")
-    assert catalogue._parse_price("19,99") == (19.99, "EUR")
-    assert catalogue._parse_price("1,299.00 GBP") == (1299.0, "GBP")
-    for bad in ("call us", "-5", "1e12"):
-        with pytest.raises(ValueError):
-            catalogue._parse_price(bad)
-
-
 async def test_merchant_csv_feed_reports_bad_rows_and_keeps_good_ones(tmp_path, empty_service) -> None:
     write_jpeg(tmp_path / "red.jpg", (200, 20, 20))
     write_jpeg(tmp_path / "blue.jpg", (20, 20, 200))
@@ -51,8 +45,8 @@ async def test_merchant_csv_feed_reports_bad_rows_and_keeps_good_ones(tmp_path, 
         "a7,Local,https://shop.example/a7,http://127.0.0.1:9/x.jpg,5 EUR,,,,\n"  # 8: SSRF refused
         "a8,Blue coat,https://shop.example/a8,blue.jpg,$120,Acme,blue,,Apparel > Coats\n"  # 9 ok
     )
-    report = await catalogue.ingest_rows(empty_service, catalogue.feed_rows(feed, 10_000_000))
-    assert report.added == 2
+    report = await catalogue.ingest_feed(empty_service.catalogue, empty_service.encoder, feed)
+    assert report.added == 2 and report.total == 8
     assert [line for line, _ in sorted(report.bad_rows)] == [3, 4, 5, 6, 7, 8]
     reasons = dict(report.bad_rows)
     assert "price" in reasons[4] and "loopback" in reasons[8] and "http" in reasons[7]
@@ -62,7 +56,7 @@ async def test_merchant_csv_feed_reports_bad_rows_and_keeps_good_ones(tmp_path, 
         "Red dress", 49.9, "EUR", "Dresses", "https://shop.example/a1"
     )
     # Running it again embeds nothing new.
-    again = await catalogue.ingest_rows(empty_service, catalogue.feed_rows(feed, 10_000_000))
+    again = await catalogue.ingest_feed(empty_service.catalogue, empty_service.encoder, feed)
     assert again.added == 0 and again.skipped_existing == 2
 
 
@@ -75,7 +69,7 @@ async def test_jsonl_feed(tmp_path, empty_service) -> None:
     ]
     feed = tmp_path / "feed.jsonl"
     feed.write_text("\n".join(lines) + "\n")
-    report = await catalogue.ingest_rows(empty_service, catalogue.feed_rows(feed, 10_000_000))
+    report = await catalogue.ingest_feed(empty_service.catalogue, empty_service.encoder, feed)
     assert report.added == 1 and [line for line, _ in report.bad_rows] == [2, 3]
 
 
@@ -91,7 +85,7 @@ async def test_kaggle_layout(tmp_path, empty_service) -> None:
         "59263,Women,Accessories,Watches,Watches,Silver,Winter,2016,Casual,Titan Women Silver Watch\n"
         "21379,Men,Apparel,Bottomwear,Track Pants,Black,Fall,2011,Casual,Manchester United Men,Solid Black\n"
     )
-    report = await catalogue.ingest_rows(empty_service, catalogue.feed_rows(root / "styles.csv", 10_000_000))
+    report = await catalogue.ingest_feed(empty_service.catalogue, empty_service.encoder, root / "styles.csv")
     assert report.added == 2 and [line for line, _ in report.bad_rows] == [4, 5]
     items = await empty_service.store.items([1, 2])
     assert {i.category for i in items.values()} == {"Shirts", "Jeans"}
@@ -99,12 +93,82 @@ async def test_kaggle_layout(tmp_path, empty_service) -> None:
 
 
 async def test_fashion_mnist_ingest_is_resumable(empty_service) -> None:
-    size = empty_service.embedder.input_size
-    first = await catalogue.ingest_rows(empty_service, catalogue.fashion_mnist_rows("train", 30, size))
+    size = empty_service.encoder.embedder.input_size
+    first = await catalogue.ingest_rows(
+        empty_service.catalogue, empty_service.encoder, catalogue.fashion_mnist_rows("train", 30, size)
+    )
     assert first.added == 30
     skip = await empty_service.store.all_external_ids("fashion-mnist")
-    second = await catalogue.ingest_rows(empty_service, catalogue.fashion_mnist_rows("train", 40, size, skip=skip))
+    rows = catalogue.fashion_mnist_rows("train", 40, size, skip=skip)
+    second = await catalogue.ingest_rows(empty_service.catalogue, empty_service.encoder, rows)
     assert second.added == 10  # only the 10 new ones were embedded
     items = await empty_service.store.items(list(range(1, 41)))
     assert {i.category for i in items.values()} <= set(catalogue.FASHION_MNIST_CLASSES)
     assert len({i.title for i in items.values()}) == 40
+
+
+class Recorder:
+    """A Progress that remembers what it was told, in order."""
+
+    def __init__(self) -> None:
+        self.total: float | None = None
+        self.events: list[tuple[str, float | None]] = []
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "total" and "events" in self.__dict__:
+            self.events.append(("total", value))  # type: ignore[arg-type]
+        object.__setattr__(self, name, value)
+
+    def update(self, n: float | None = 1) -> None:
+        self.events.append(("update", n))
+
+
+async def test_service_fashion_mnist_ingest_reports_total_first_and_status(empty_service) -> None:
+    bar = Recorder()
+    assert empty_service.ingest_status() is None
+    report = await empty_service.ingest_fashion_mnist(limit=300, progress=bar)
+    assert report.added == 300 and report.total == 300
+    assert bar.events[0] == ("total", 300)
+    assert sum(n for kind, n in bar.events if kind == "update") == 300
+    status = empty_service.ingest_status()
+    assert (status.kind, status.state, status.total, status.done, status.added, status.bad) == (
+        "fashion-mnist", "done", 300, 300, 300, 0
+    )
+    assert status.fraction == 1.0 and status.rate > 0
+    again = await empty_service.ingest_fashion_mnist(limit=300)
+    assert again.added == 0 and again.skipped_existing == 300
+
+
+async def test_background_ingest_is_observable_while_it_runs(empty_service) -> None:
+    task = asyncio.create_task(empty_service.ingest_fashion_mnist(limit=512))
+    seen: list[int] = []
+    while not task.done():
+        status = empty_service.ingest_status()
+        if status is not None:
+            seen.append(status.done)
+        await asyncio.sleep(0.05)
+    report = await task
+    assert report.added == 512
+    assert any(0 < d < 512 for d in seen), seen  # progress was visible part-way
+    assert empty_service.ingest_status().state == "done"
+    assert len(empty_service.catalogue) == 512
+
+
+async def test_reindex_reembeds_with_the_total_up_front(empty_service) -> None:
+    size = empty_service.encoder.input_size
+    await catalogue.ingest_rows(
+        empty_service.catalogue, empty_service.encoder, catalogue.fashion_mnist_rows("train", 300, size)
+    )
+    store = empty_service.store
+    # As if the backbone changed: every item's embedding belongs to another model now.
+    ids = list(range(1, 301))
+    await store.set_embeddings("old-model", [(i, b"") for i in ids])
+    assert await store.count_to_embed(empty_service.model_key) == 300
+    bar = Recorder()
+    count = await empty_service.reindex(progress=bar)
+    assert count == 300 and len(empty_service.catalogue) == 300
+    assert bar.events[0] == ("total", 300)
+    assert sum(n for kind, n in bar.events if kind == "update") == 300
+    assert await store.count_to_embed(empty_service.model_key) == 0
+    rec = await empty_service.recommend(await store.item_image(7) or b"", whole_photo=True)
+    assert rec.items[0].item.id == 7  # the re-embedded vectors are the ones searched

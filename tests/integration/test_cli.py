@@ -36,7 +36,8 @@ def test_recommend_json_and_text(data_dir, tmp_path, photo_of) -> None:
     payload = json.loads(out.stdout)
     assert payload["backbone"] == "efficientnet-lite0"
     assert len(payload["items"]) == 10
-    assert set(payload["items"][0]) == {"id", "title", "url", "image", "price", "category", "score"}
+    assert set(payload["items"][0]) >= {"rank", "id", "title", "url", "image", "price", "currency", "category", "score"}
+    assert {"garments", "no_garment", "photo_size", "garment"} <= set(payload)
     assert sum(i["category"] == "Trouser" for i in payload["items"]) >= 8
     text = run(["recommend", str(photo)], data_dir)
     assert text.returncode == 0 and text.stdout.splitlines()[0].startswith("1. ") and "% similar" in text.stdout

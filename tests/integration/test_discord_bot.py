@@ -20,7 +20,8 @@ from PIL import Image
 from pydantic import SecretStr
 
 from bot import render
-from bot.discord_bot import FEEDBACK_TEMPLATE, HELP, DiscordStartError, public_http_url, run_discord
+from bot.discord import FEEDBACK_TEMPLATE, HELP, SWITCH_TEMPLATE, DiscordStartError, run_discord
+from bot.urls import public_url as public_http_url
 from engine.vision.images import BadImage, open_image
 from tests.support.fakes.discord_api import DIRECT_MESSAGES, GUILD_MESSAGES, GUILDS, PRIVILEGED, FakeDiscord, SentMessage
 
@@ -117,7 +118,12 @@ def assert_recommendation(message: SentMessage, category: str) -> None:
     same = sum(e["title"].split(". ", 1)[1].startswith(category) for e in message.embeds)
     assert same >= 6, [e["title"] for e in message.embeds]
     rows = message.components
-    assert len(rows) == 5 and all(len(r["components"]) == 4 for r in rows)
+    # the photo's garments: 20 rating buttons in 4 rows of 5, then a row that switches garment
+    assert len(rows) == 5 and all(len(r["components"]) == 5 for r in rows[:4])
+    switch = [b for b in rows[4]["components"]]
+    assert switch and all(re.fullmatch(SWITCH_TEMPLATE, b["custom_id"]) for b in switch)
+    assert switch[-1]["label"] == render.WHOLE_PHOTO
+    assert message.content.startswith("I see ")
     ids = item_ids_of(message, "+")
     assert len(ids) == 10 and item_ids_of(message, "-") == ids
     thumbs = [e["thumbnail"]["url"] for e in message.embeds]
@@ -170,7 +176,7 @@ async def test_recommend_slash_command_answers_with_ten_embeds(bot, fake, servic
     assert ix.callback_type == 5  # deferred at once ...
     assert ix.callback_at - ix.created < 1.0
     assert answer.via == "deferred" and not answer.ephemeral  # ... and answered with a follow-up
-    assert answer.content == "The 10 most similar items I found:"
+    assert answer.content.endswith("The 10 most similar items I found:")
     assert_recommendation(answer, "Sneaker")
     # the service recorded the photo and what it showed, for this Discord user
     uid = await db_user_id(service, alice)
@@ -281,9 +287,36 @@ async def test_an_error_in_one_handler_does_not_kill_the_bot(bot, fake, photo_of
     broken = fake.attachment(photo_of("Shirt"), status=500)  # the CDN fails
     sent = await fake.send_dm(ivy, "", [broken])
     assert (await fake.wait_reply(sent)).content == render.INTERNAL_ERROR
-    assert "photo message failed" in caplog.text
+    assert "photo failed (user " in caplog.text
     again = await fake.send_dm(ivy, "", [fake.attachment(photo_of("Shirt", 1))])
     assert len((await fake.wait_reply(again)).embeds) == 10
+
+
+async def test_switch_button_answers_its_owner_and_refuses_others(bot, fake, photo_of):
+    owner, stranger = fake.user("owen"), fake.user("sam")
+    ix = await fake.slash("recommend", {"photo": fake.attachment(photo_of("Trouser"))}, user=owner)
+    answer = await fake.wait_answer(ix)
+    whole = answer.components[-1]["components"][-1]["custom_id"]
+    assert re.fullmatch(SWITCH_TEMPLATE, whole) and whole.endswith(":w")
+    refused = await fake.wait_answer(await fake.click(answer, whole, user=stranger))
+    assert refused.ephemeral and not refused.embeds and "photo" in refused.content
+    switched = await fake.wait_answer(await fake.click(answer, whole, user=owner))
+    assert switched.ephemeral and len(switched.embeds) == 10
+    assert sum(e["title"].split(". ", 1)[1].startswith("Trouser") for e in switched.embeds) >= 6
+    back = [c["custom_id"] for c in switched.components[-1]["components"]]
+    assert back and all(re.fullmatch(SWITCH_TEMPLATE, c) and not c.endswith(":w") for c in back)
+
+
+async def test_style_is_rate_limited(service, fake):
+    bot = await Bot(service, bot_settings(service, fake, rate_limit_per_minute=1), fake).start()
+    try:
+        uma = fake.user("uma")
+        first = await fake.wait_answer(await fake.slash("style", user=uma))
+        assert "popular" in first.content
+        second = await fake.wait_answer(await fake.slash("style", user=uma))
+        assert re.fullmatch(render.COMMANDS_RATE_LIMITED.format(seconds=r"\d+").replace(".", r"\."), second.content)
+    finally:
+        await bot.stop()
 
 
 # ---- /forget and the other commands -------------------------------------------------------

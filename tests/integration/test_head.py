@@ -170,7 +170,7 @@ async def test_reindex_applies_the_head_and_the_index_records_it(small_head, cat
         with pytest.raises(IndexOutOfDate, match="no head, 1280-d.*head .*32-d.*fashionbot reindex"):
             await svc.recommend(fmnist_jpeg(np.zeros((28, 28), np.uint8) + 80))
         count = await svc.reindex()
-        assert count == len(svc.index) > 0
+        assert count == len(svc.catalogue.index) > 0
         sidecar = json.loads((data_dir / "index.hnsw.json").read_text())
         assert sidecar["head"] == svc.backbone.head.fingerprint and sidecar["dim"] == 32
         from engine.catalogue.ingest import load_fashion_mnist
@@ -185,7 +185,7 @@ async def test_reindex_applies_the_head_and_the_index_records_it(small_head, cat
     # Without the head again, that index is refused until the next reindex.
     svc = await FashionService.create(make_settings(data_dir), backbone=backbone)
     try:
-        assert "reindex" in svc.index_state
+        assert "reindex" in svc.catalogue.state
     finally:
         await svc.close()
 

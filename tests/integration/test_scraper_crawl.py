@@ -1,4 +1,5 @@
 """crawl_trend end to end against two fake shops: what is found, what is skipped and why."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,6 +10,7 @@ import time
 import pytest
 from PIL import Image
 
+from engine.vision.images import picture_check
 from scraper.crawl import (
     CrawlFinished,
     ProductFound,
@@ -32,7 +34,11 @@ from tests.support.fakes.shop import (
 )
 
 
+CHECK = picture_check(max_bytes=2 * 1024 * 1024)  # what the engine injects (engine.vision.images)
+
+
 async def collect(*args, **kwargs) -> list:
+    kwargs.setdefault("check_picture", CHECK)
     return [event async for event in crawl_trend(*args, **kwargs)]
 
 
@@ -49,10 +55,15 @@ async def test_two_shops_with_every_hostile_page(loopback_spy: ConnectSpy) -> No
         config = fast_config(a, b, timeout=0.5, max_retries=1)
         async with Fetcher(config) as fetcher:
             start = time.monotonic()
-            events = await collect("dress", [a.shop(), b.shop()], fetcher, max_pages=100, max_products=100, concurrency=8)
+            events = await collect(
+                "dress", [a.shop(), b.shop()], fetcher, max_pages=100, max_products=100, concurrency=8
+            )
             elapsed = time.monotonic() - start
 
-    assert set(of(events, ShopSearched)) == {ShopSearched("Shop A", 6 + 11, "json-ld"), ShopSearched("Shop B", 6, "selectors")}
+    assert set(of(events, ShopSearched)) == {
+        ShopSearched("Shop A", 6 + 11, "json-ld"),
+        ShopSearched("Shop B", 6, "selectors"),
+    }
     assert of(events, ShopFailed) == []
 
     skipped = {e.url.removeprefix(a.base_url): e.reason for e in of(events, ProductSkipped)}
@@ -200,7 +211,7 @@ async def test_failing_shops_do_not_stop_the_others(loopback_spy: ConnectSpy) ->
 @pytest.mark.asyncio
 async def test_closing_the_iterator_cancels_the_crawl(loopback_spy: ConnectSpy) -> None:
     async with FakeShop("jsonld", n_products=40, page_delay=0.05) as a, Fetcher(fast_config(a)) as fetcher:
-        stream = crawl_trend("dress", [a.shop()], fetcher, max_products=40)
+        stream = crawl_trend("dress", [a.shop()], fetcher, check_picture=CHECK, max_products=40)
         async for event in stream:
             if isinstance(event, ProductFound):
                 break
@@ -232,3 +243,86 @@ def test_same_site() -> None:
     assert not same_site("https://othershop.test/p/1", "https://shop.test/")
     assert not same_site("https://shop.test.evil/p/1", "https://shop.test/")
     assert not same_site("http://127.0.0.1:2/p", "http://127.0.0.1:1/search")
+
+
+# ---- pagination (issue 18) -----------------------------------------------------------------
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("style", "next_style"), [("jsonld", "link"), ("jsonld", "anchor"), ("grid", "selector")])
+async def test_results_over_two_pages_are_all_found(loopback_spy: ConnectSpy, style: str, next_style: str) -> None:
+    """31 listings, 16 per page: the first page alone gave 16 (the issue saw 14 of 31)."""
+    async with FakeShop(style, n_products=31, per_page=16, next_style=next_style) as shop:
+        async with Fetcher(fast_config(shop)) as fetcher:
+            events = await collect("dress", [shop.shop()], fetcher, max_pages=40, max_products=40, concurrency=8)
+    found = {e.product.info.url for e in of(events, ProductFound)}
+    assert found == {shop.product_url(p) for p in shop.products}
+    searched = of(events, ShopSearched)
+    assert [(s.n_links, s.pages, s.note) for s in searched] == [(31, 2, "")]
+    assert [r.query for r in shop.requests if r.path == "/search"] == ["q=dress", "q=dress&page=2"]
+    assert events[-1] == CrawlFinished(31, 0, 0, 2 + 31, None)
+
+
+@pytest.mark.asyncio
+async def test_a_429_on_page_two_is_waited_out_and_retried(loopback_spy: ConnectSpy) -> None:
+    async with FakeShop("jsonld", n_products=20, per_page=10, rate_limit_page=2) as shop:
+        async with Fetcher(fast_config(shop)) as fetcher:
+            start = time.monotonic()
+            events = await collect("dress", [shop.shop()], fetcher, max_pages=40, max_products=40)
+            elapsed = time.monotonic() - start
+    assert len(of(events, ProductFound)) == 20
+    page_two = [r for r in shop.requests if r.path == "/search" and r.query.endswith("page=2")]
+    assert [r.status for r in page_two] == [429, 200]
+    assert page_two[1].started - page_two[0].started >= 0.9  # Retry-After: 1 was honoured
+    assert elapsed >= 0.9
+
+
+@pytest.mark.asyncio
+async def test_endless_pagination_stops_at_the_per_shop_cap(loopback_spy: ConnectSpy) -> None:
+    async with FakeShop("jsonld", n_products=4, per_page=2, endless_pages=True) as shop:
+        async with Fetcher(fast_config(shop)) as fetcher:
+            events = await collect("dress", [shop.shop()], fetcher, max_pages=40, max_search_pages=5)
+    assert [(s.n_links, s.pages) for s in of(events, ShopSearched)] == [(4, 5)]
+    assert shop.hits("/search") == 5
+    assert len(of(events, ProductFound)) == 4
+
+
+@pytest.mark.asyncio
+async def test_a_failing_later_page_keeps_what_the_first_gave(loopback_spy: ConnectSpy) -> None:
+    async with FakeShop("jsonld", n_products=6, per_page=3, rate_limit_page=2) as shop:
+        async with Fetcher(fast_config(shop, max_retries=0)) as fetcher:
+            events = await collect("dress", [shop.shop()], fetcher, max_pages=40)
+    assert [(s.n_links, s.pages, s.note) for s in of(events, ShopSearched)] == [
+        (3, 1, "page 2: HTTP 429: shop asks to wait 1 s")
+    ]
+    assert len(of(events, ProductFound)) == 3 and of(events, ShopFailed) == []
+
+
+@pytest.mark.asyncio
+async def test_pages_count_against_the_trend_budget(loopback_spy: ConnectSpy) -> None:
+    async with FakeShop("jsonld", n_products=30, per_page=5) as shop:
+        async with Fetcher(fast_config(shop)) as fetcher:
+            events = await collect("dress", [shop.shop()], fetcher, max_pages=4, max_search_pages=10)
+    searched = of(events, ShopSearched)[0]
+    assert (searched.pages, searched.note) == (4, "page 5: page budget of 4 spent")
+    assert events[-1].pages_fetched == 4
+
+
+@pytest.mark.asyncio
+async def test_picture_check_runs_in_the_given_executor_and_any_error_skips(loopback_spy: ConnectSpy) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    seen: list[str] = []
+
+    def check(data: bytes) -> bytes:
+        import threading
+
+        seen.append(threading.current_thread().name)
+        if len(seen) == 1:
+            raise RuntimeError("checker exploded")
+        return CHECK(data)
+
+    async with FakeShop("jsonld", n_products=3) as shop, Fetcher(fast_config(shop)) as fetcher:
+        with ThreadPoolExecutor(1, thread_name_prefix="pictures") as pool:
+            events = await collect("dress", [shop.shop()], fetcher, check_picture=check, picture_executor=pool)
+    assert len(of(events, ProductFound)) == 2
+    assert [e.reason for e in of(events, ProductSkipped)] == ["picture rejected: checker exploded"]
+    assert seen and all(name.startswith("pictures") for name in seen)

@@ -1,4 +1,5 @@
 """The fetcher: timeouts, size caps, content types, Retry-After/backoff, redirects, politeness."""
+
 from __future__ import annotations
 
 import asyncio

@@ -43,7 +43,7 @@ async def test_k_larger_than_catalogue_and_empty_catalogue(tmp_path, backbone, p
             await svc.recommend(photo_of())
         from engine.catalogue import ingest as catalogue
 
-        await catalogue.ingest_rows(svc, catalogue.fashion_mnist_rows("train", 5, svc.embedder.input_size))
+        await catalogue.ingest_rows(svc.catalogue, svc.encoder, catalogue.fashion_mnist_rows("train", 5, svc.encoder.embedder.input_size))
         rec = await svc.recommend(photo_of(), k=10)
         assert len(rec.items) == 5
     finally:
@@ -63,7 +63,7 @@ async def test_user_history_feedback_and_forget(service, photo_of) -> None:
     assert vectors.shape == (2, 1280)  # embeddings of the two photos, not the photos
 
     counts = await service.forget(ALICE)
-    assert counts == {"photos": 2, "recommendations": 20, "feedback": 2, "users": 1}
+    assert counts == {"photos": 2, "garments": 0, "recommendations": 20, "feedback": 2, "users": 1}
     assert await service.store.user_id("test", "alice", create=False) is None
     assert (await service.style(ALICE)).photo_count == 0
 
@@ -83,12 +83,12 @@ async def test_missing_or_corrupt_index_is_rebuilt_from_the_database(service, ba
     await svc.close()
     path.unlink()
     svc = await _reopen(svc, backbone)
-    assert "rebuilt" in svc.index_state and "missing" in svc.index_state
+    assert "rebuilt" in svc.catalogue.state and "missing" in svc.catalogue.state
     assert [s.item.id for s in (await svc.recommend(photo_of("Coat"))).items] == before
     await svc.close()
     path.write_bytes(path.read_bytes()[:4096])
     svc = await _reopen(svc, backbone)
-    assert "corrupt" in svc.index_state and len(svc.index) == 2000
+    assert "corrupt" in svc.catalogue.state and len(svc.catalogue.index) == 2000
     await svc.close()
 
 
@@ -96,14 +96,14 @@ async def test_stale_index_is_topped_up(service, backbone, photo_of) -> None:
     """Items committed to the database but not to the saved index (a crash) come back."""
     from db.store import NewItem
 
-    vec = (await service.embed_image(photo_of("Bag"))).astype(np.float32)
+    vec = (await service.encoder.embed_bytes(photo_of("Bag"))).astype(np.float32)
     await service.store.add_items(
         [NewItem(source="t", external_id="x1", title="Crash survivor", image=b"", embedding=vec.tobytes(),
                  embedding_model=service.model_key)]
     )
     svc = await _reopen(service, backbone)
     try:
-        assert "1 added" in svc.index_state and len(svc.index) == 2001
+        assert "1 added" in svc.catalogue.state and len(svc.catalogue.index) == 2001
         rec = await svc.recommend(photo_of("Bag"))
         assert rec.items[0].item.title == "Crash survivor"
     finally:
@@ -116,7 +116,7 @@ async def test_index_of_another_backbone_is_refused_until_reindex(tmp_path, back
 
     settings = make_settings(tmp_path / "d")
     svc = await FashionService.create(settings, backbone=backbone)
-    await catalogue.ingest_rows(svc, catalogue.fashion_mnist_rows("train", 40, svc.embedder.input_size))
+    await catalogue.ingest_rows(svc.catalogue, svc.encoder, catalogue.fashion_mnist_rows("train", 40, svc.encoder.embedder.input_size))
     await svc.close()
     # Same architecture, different weights: the fingerprint changes.
     other = dataclasses.replace(backbone, fingerprint="0123456789abcdef", note="")
@@ -178,4 +178,8 @@ async def test_a_database_from_before_migrations_is_adopted(tmp_path) -> None:
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
         offers = (await conn.execute(text("SELECT count(*) FROM offers"))).scalar_one()
     await store.close()
-    assert version == "0001" and offers == 0
+    from alembic.script import ScriptDirectory
+
+    from db.migrate import alembic_config
+
+    assert version == ScriptDirectory.from_config(alembic_config()).get_current_head() and offers == 0

@@ -79,7 +79,7 @@ async def test_feedback_changes_the_ranking(service, photo_of) -> None:
     uid = await service.store.user_id("test", "ranker", create=False)
     before = (await service._profile(uid)).representative.centroid
     liked = plain.items[0].item.id
-    liked_vec = service.index.vectors([liked])[0]
+    liked_vec = service.catalogue.index.vectors([liked])[0]
     await service.feedback(user, liked, 1)
     after = (await service._profile(uid)).representative.centroid
     assert float(after @ liked_vec) > float(before @ liked_vec)

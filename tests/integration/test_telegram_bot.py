@@ -22,15 +22,15 @@ from sqlalchemy import func, select
 from telegram.error import InvalidToken
 
 from bot import render
-from bot.telegram_bot import (
+from bot.telegram import (
     BUTTON_EXPIRED,
-    FORGET_NO,
-    FORGET_YES,
     NOT_AN_IMAGE,
-    TREND_USAGE,
     UNKNOWN_COMMAND,
     WELCOME,
+    CALLBACK_DATA_MAX,
     MissingToken,
+    forget_data,
+    parse_switch,
     main_line_error,
     run_telegram,
 )
@@ -112,8 +112,14 @@ async def test_photo_gets_album_of_ten_then_buttons(bot, api, service, photo_of,
     scores = [int(CAPTION_RE.match(m["caption"]).group(4)) for m in media]
     assert scores == sorted(scores, reverse=True)
 
+    # the first message names the garments found, before the album
+    intro = api.calls_of("sendMessage", user)[0]
+    assert intro.at < album.at and intro.params["text"].startswith("I see "), intro.params["text"]
     rows = keyboard.params["reply_markup"]["inline_keyboard"]
-    assert len(rows) == 10
+    rows, switch = rows[:10], rows[10:]
+    assert switch and switch[-1][-1]["text"] == render.WHOLE_PHOTO
+    assert all(len(b["callback_data"].encode()) <= CALLBACK_DATA_MAX for row in switch for b in row)
+    assert parse_switch(switch[-1][-1]["callback_data"])[1] is None
     for n, row in enumerate(rows, start=1):
         # Fashion-MNIST items have no shop page: no URL button, only 👍 / 👎
         assert [b.get("url") for b in row] == [None, None]
@@ -159,8 +165,9 @@ async def test_several_photos_at_once_answered_in_order(bot, api, service, photo
     assert [c.params["reply_parameters"]["message_id"] for c in albums] == [u["message"]["message_id"] for u in updates]
     sent = [c.method for c in api.calls_of("sendMediaGroup", user) + api.calls_of("sendMessage", user)]
     order = sorted(api.calls_of("sendMediaGroup", user) + api.calls_of("sendMessage", user), key=lambda c: c.at)
-    assert [c.method for c in order] == ["sendMediaGroup", "sendMessage"] * 3, sent
-    assert all(c.params.get("reply_markup") for c in api.calls_of("sendMessage", user))  # no error message
+    assert [c.method for c in order] == ["sendMessage", "sendMediaGroup", "sendMessage"] * 3, sent
+    texts = [c.params["text"] for c in api.calls_of("sendMessage", user)]
+    assert all(t.startswith("I see ") for t in texts[0::2]) and render.INTERNAL_ERROR not in texts
 
 
 async def test_thumbs_up_stores_feedback(bot, api, service, photo_of):
@@ -188,6 +195,70 @@ async def test_thumbs_up_stores_feedback(bot, api, service, photo_of):
     answer = (await api.wait_for("answerCallbackQuery", count=4))[3]
     assert answer.params["text"] == BUTTON_EXPIRED
     assert await service.store.feedback(uid) == {liked_id: 1, disliked_id: -1}
+
+
+async def test_switch_button_sends_the_other_album_to_its_owner_only(bot, api, service, photo_of):
+    user, stranger = 510, 511
+    album, keyboard = await send_photo_and_wait(api, user, photo_of("Coat"))
+    whole = keyboard.params["reply_markup"]["inline_keyboard"][-1][-1]["callback_data"]
+    request_id, garment = parse_switch(whole)
+    assert garment is None and len(whole.encode()) <= CALLBACK_DATA_MAX
+    # someone else pressing it (a group): a friendly alert, nothing sent, nothing leaked
+    api.push_update(api.make_callback_update(stranger, whole, keyboard.result))
+    answer = (await api.wait_for("answerCallbackQuery"))[-1]
+    assert answer.params.get("show_alert") and "photo" in answer.params["text"]
+    albums = len(api.calls_of("sendMediaGroup", user))
+    # the owner: the whole photo's album, then its buttons (which switch back to the garment)
+    api.push_update(api.make_callback_update(user, whole, keyboard.result))
+    second = (await api.wait_for("sendMediaGroup", lambda c: c.chat_id == user, count=albums + 1))[-1]
+    assert len(second.params["media"]) == 10
+    buttons = (await api.wait_for("sendMessage", is_keyboard_message(user), count=2))[-1]
+    back = [b["callback_data"] for b in buttons.params["reply_markup"]["inline_keyboard"][-1]]
+    assert all(parse_switch(b)[0] == request_id and parse_switch(b)[1] is not None for b in back)
+    assert not api.calls_of("sendMediaGroup", stranger)
+
+
+async def test_forget_prompt_is_bound_to_who_asked(bot, api, service, photo_of):
+    asker, other = 520, 521
+    await send_photo_and_wait(api, asker, photo_of("Shirt", 2))
+    await send_photo_and_wait(api, other, photo_of("Shirt", 3))
+    await reply_to(api, asker, api.make_text_update(asker, "/forget"))
+    prompt = api.calls_of("sendMessage", asker)[-1]
+    # in a group another member presses "Yes" on the asker's prompt: refused, nothing deleted
+    api.push_update(api.make_callback_update(other, forget_data("yes", asker), prompt.result))
+    answer = (await api.wait_for("answerCallbackQuery"))[-1]
+    assert answer.params["text"] == render.NOT_YOURS
+    await asyncio.sleep(0.3)
+    assert not api.calls_of("editMessageText", asker)
+    assert await service.store.user_id("telegram", str(other), create=False) is not None
+    assert await service.store.user_id("telegram", str(asker), create=False) is not None
+
+
+async def test_style_and_trend_are_rate_limited(service, api):
+    user = 530
+    async with RunningBot(service, bot_settings(service, api, rate_limit_per_minute=1)):
+        assert "popular" in await reply_to(api, user, api.make_text_update(user, "/style"))
+        text = await reply_to(api, user, api.make_text_update(user, "/trend dress"))
+        assert re.fullmatch(render.COMMANDS_RATE_LIMITED.format(seconds=r"\d+").replace(".", r"\."), text), text
+
+
+async def test_error_logs_name_users_by_hash_only(bot, api, service, photo_of, caplog):
+    from bot.flows import user_tag
+    from engine.types import UserRef
+
+    user = 987654321
+    real = service.recommend
+
+    async def broken(image, user=None, k=None, **kwargs):
+        raise RuntimeError("the engine fell over")
+
+    service.recommend = broken
+    try:
+        assert await reply_to(api, user, api.make_photo_update(user, photo_of("Bag"))) == render.INTERNAL_ERROR
+    finally:
+        service.recommend = real
+    assert user_tag(UserRef("telegram", str(user))) in caplog.text and str(user) not in caplog.text.replace(
+        f"chat_id': {user}", "").replace(f"'id': {user}", "")
 
 
 # ---- bad images -----------------------------------------------------------------------------------------------
@@ -281,7 +352,7 @@ async def test_commands(bot, api, service):
     style = await reply_to(api, user, api.make_text_update(user, "/style"))
     assert "popular" in style and style.count("% similar") == 10  # cold start: popular items
     usage = await reply_to(api, user, api.make_text_update(user, "/trend"))
-    assert usage.startswith(TREND_USAGE)
+    assert usage.startswith(render.TREND_USAGE)
     assert {c["command"] for c in api.commands} >= {"help", "style", "trend", "forget", "about"}
 
 
@@ -328,11 +399,11 @@ async def test_forget_after_confirmation(bot, api, service, photo_of):
     assert confirm_text == render.FORGET_CONFIRM
     confirm = api.calls_of("sendMessage", user)[-1]
     buttons = [b["callback_data"] for b in confirm.params["reply_markup"]["inline_keyboard"][0]]
-    assert buttons == [FORGET_YES, FORGET_NO]
+    assert buttons == [forget_data("yes", user), forget_data("no", user)]
     uid = await service.store.user_id("telegram", str(user), create=False)
     assert uid is not None  # nothing deleted before the confirmation
 
-    api.push_update(api.make_callback_update(user, FORGET_YES, confirm.result))
+    api.push_update(api.make_callback_update(user, forget_data("yes", user), confirm.result))
     edit = (await api.wait_for("editMessageText", lambda c: c.chat_id == user))[0]
     assert edit.params["text"] == render.forgotten({"photos": 1, "feedback": 1, "recommendations": 10})
     assert await service.store.user_id("telegram", str(user), create=False) is None
@@ -348,7 +419,7 @@ async def test_forget_cancelled_keeps_everything(bot, api, service, photo_of):
     await send_photo_and_wait(api, user, photo_of("Sandal"))
     await reply_to(api, user, api.make_text_update(user, "/forget"))
     confirm = api.calls_of("sendMessage", user)[-1]
-    api.push_update(api.make_callback_update(user, FORGET_NO, confirm.result))
+    api.push_update(api.make_callback_update(user, forget_data("no", user), confirm.result))
     edit = (await api.wait_for("editMessageText", lambda c: c.chat_id == user))[0]
     assert edit.params["text"] == "OK, I've kept everything."
     assert await service.store.user_id("telegram", str(user), create=False) is not None
@@ -370,11 +441,11 @@ async def test_survives_engine_failure_and_api_error(bot, api, service, photo_of
     broken_user, blocked_user, fine_user = 666, 667, 668
     real_recommend = service.recommend
 
-    async def recommend(image, user=None, k=None):
+    async def recommend(image, user=None, k=None, **kwargs):
         # The one stand-in in these tests: a failing engine call, for one user only.
         if user is not None and user.user_id == str(broken_user):
             raise RuntimeError("the engine fell over")
-        return await real_recommend(image, user=user, k=k)
+        return await real_recommend(image, user=user, k=k, **kwargs)
 
     service.recommend = recommend
     # And a Bot API error for another user (say they blocked the bot mid-way).

@@ -105,7 +105,7 @@ async def test_two_shops_with_hostile_pages(open_service, loopback_spy: ConnectS
         FakeShop("grid", n_products=6, price_factor=1.1) as b,
     ):
         svc = await open_service([a, b], scraper_timeout=0.5)
-        before = len(svc.index)
+        before = len(svc.catalogue.index)
         snaps = [p async for p in svc.trend("  Dress ", ALICE)]
 
     # progress: monotonic snapshots, then the summary
@@ -116,7 +116,7 @@ async def test_two_shops_with_hostile_pages(open_service, loopback_spy: ConnectS
     assert final.tag == "dress" and final.error is None
 
     # exactly six new items, one per distinct picture, live in the index
-    assert len(svc.index) == before + 6
+    assert len(svc.catalogue.index) == before + 6
     assert await svc.store.count_items() == CATALOGUE_SIZE + 6
     items = await shop_items(svc, "dress")
     assert len(items) == 6
@@ -231,7 +231,7 @@ async def test_two_tags_at_once_share_the_catalogue(open_service, loopback_spy: 
     assert [f.error for f in finals] == [None, None]
     assert [counts(f)[:3] for f in finals] == [(1, 1, 8), (1, 1, 8)]
     assert sum(f.indexed for f in finals) == 8  # whoever came first indexed it; the other tagged it
-    assert await svc.store.count_items() == CATALOGUE_SIZE + 8 == len(svc.index)
+    assert await svc.store.count_items() == CATALOGUE_SIZE + 8 == len(svc.catalogue.index)
     items = await shop_items(svc, "dress")
     assert len(items) == 8 and all(set(i.tags) == {"dress", "red dress"} for i in items.values())
     assert {(t.tag, t.item_count) for t in await svc.trends()} == {("dress", 8), ("red dress", 8)}
@@ -392,10 +392,10 @@ async def test_killed_trend_leaves_nothing_half_written(catalogue_dir, tmp_path,
         try:
             committed = await shop_items(svc, "dress")
             assert indexed_at_kill <= len(committed) < 24
-            assert len(svc.index) == CATALOGUE_SIZE + len(committed)
-            assert all(item_id in svc.index for item_id in committed)
+            assert len(svc.catalogue.index) == CATALOGUE_SIZE + len(committed)
+            assert all(item_id in svc.catalogue.index for item_id in committed)
             assert await svc.store.count_embedded(svc.model_key) == await svc.store.count_items()
-            assert f"{len(committed)} added from the database" in svc.index_state
+            assert f"{len(committed)} added from the database" in svc.catalogue.state
             for item_id, item in list(committed.items())[:3]:
                 rec = await svc.recommend(await svc.item_image(item_id))
                 assert rec.items[0].item.id == item_id
@@ -406,7 +406,7 @@ async def test_killed_trend_leaves_nothing_half_written(catalogue_dir, tmp_path,
             items = await shop_items(svc, "dress")
             assert len(items) == 24 and set(committed) <= set(items)
             assert sorted(i.url for i in items.values()) == sorted(a.product_url(p) for p in a.products)
-            assert await svc.store.count_items() == CATALOGUE_SIZE + 24 == len(svc.index)
+            assert await svc.store.count_items() == CATALOGUE_SIZE + 24 == len(svc.catalogue.index)
             rows = await trend_store.trend_rows(svc.store, "dress")
             assert [r.status for r in rows] == ["interrupted", "done"]
         finally:

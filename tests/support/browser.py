@@ -234,8 +234,8 @@ async def add_item(service: Any, title: str, image: bytes, *, url: str | None = 
 
     from db.store import NewItem
 
-    prepared = await service.prepare(image)
+    prepared = await service.encoder.prepare(image)
     item = NewItem(source="test", external_id=secrets.token_hex(6), title=title, image=image, url=url,
                    price=price, category=category, shop=shop)
-    [item_id] = await service.add_items([item], prepared.pixels[None])
+    [item_id] = await service.catalogue.add_items([item], await service.encoder.embed(prepared.pixels[None]))
     return item_id

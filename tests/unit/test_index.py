@@ -1,4 +1,5 @@
 """engine/catalogue/index.py: real hnswlib; persistence, pitfalls, concurrency."""
+
 from __future__ import annotations
 
 import json
@@ -124,3 +125,66 @@ def test_adds_beside_searches_are_safe() -> None:
         for t in threads:
             t.join()
     assert not errors and len(index) == 3000
+
+
+def test_racing_saves_and_a_save_overlapping_adds(tmp_path) -> None:
+    """Issue 16 #8: two saves at once shared one temp name (FileNotFoundError); a save beside an
+    add wrote a sidecar count one higher than the file (the next start rebuilt the index)."""
+    vecs = unit(6000, dim=32, seed=8)
+    index = make(dim=32, capacity=16)
+    index.add(np.arange(0, 2000), vecs[:2000])
+    path = tmp_path / "index.hnsw"
+    errors: list[BaseException] = []
+
+    def run(job) -> threading.Thread:
+        def body() -> None:
+            try:
+                job()
+            except BaseException as err:  # noqa: BLE001 - surface anything to the test
+                errors.append(err)
+
+        thread = threading.Thread(target=body)
+        thread.start()
+        return thread
+
+    def saves() -> None:
+        for _ in range(6):
+            index.save(path)
+
+    def adds() -> None:
+        for start in range(2000, 6000, 50):
+            index.add(np.arange(start, start + 50), vecs[start : start + 50])
+
+    for thread in [run(saves), run(saves), run(adds)]:
+        thread.join()
+    assert errors == []
+    index.save(path)  # and once more after the adds, as a trend's end does
+    meta = json.loads(sidecar_path(path).read_text())
+    loaded = VectorIndex.load(path)  # checks file size and count against the sidecar
+    assert meta["count"] == len(loaded) == 6000
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_sidecar_matches_its_file_after_every_overlapping_save(tmp_path) -> None:
+    vecs = unit(3000, dim=32, seed=9)
+    index = make(dim=32, capacity=16)
+    index.add(np.arange(0, 100), vecs[:100])
+    path = tmp_path / "index.hnsw"
+    stop = threading.Event()
+
+    def adds() -> None:
+        for start in range(100, 3000, 10):
+            index.add(np.arange(start, start + 10), vecs[start : start + 10])
+        stop.set()
+
+    thread = threading.Thread(target=adds)
+    thread.start()
+    mismatches = 0
+    while not stop.is_set():
+        index.save(path)
+        try:
+            VectorIndex.load(path)
+        except ValueError:
+            mismatches += 1
+    thread.join()
+    assert mismatches == 0

@@ -1,4 +1,5 @@
 """Extraction from shop HTML: structured data first, heuristics last, lies dropped, never a crash."""
+
 from __future__ import annotations
 
 import json
@@ -144,11 +145,16 @@ def test_jsonld_offers_list_takes_the_lowest_valid_price() -> None:
 
 def test_jsonld_aggregate_offer_and_price_specification() -> None:
     agg = {"@type": "AggregateOffer", "lowPrice": "15.5", "highPrice": "30", "priceCurrency": "EUR"}
-    html = page(ld({"@type": "Product", "name": "Scarf", "image": {"@type": "ImageObject", "url": "/s.jpg"}, "offers": agg}))
+    html = page(
+        ld({"@type": "Product", "name": "Scarf", "image": {"@type": "ImageObject", "url": "/s.jpg"}, "offers": agg})
+    )
     info = extract_product(html, PAGE)
     assert info is not None and (info.price, info.currency, info.image_url) == (15.5, "EUR", "https://shop.test/s.jpg")
 
-    spec = {"@type": "Offer", "priceSpecification": {"@type": "UnitPriceSpecification", "price": 12, "priceCurrency": "SEK"}}
+    spec = {
+        "@type": "Offer",
+        "priceSpecification": {"@type": "UnitPriceSpecification", "price": 12, "priceCurrency": "SEK"},
+    }
     info = extract_product(page(ld({"@type": "Product", "name": "Sock", "image": "/k.jpg", "offers": spec})), PAGE)
     assert info is not None and (info.price, info.currency) == (12.0, "SEK")
 
@@ -230,19 +236,32 @@ def test_microdata_with_nested_offer_and_brand() -> None:
 
 def test_sources_fill_each_others_gaps_and_lies_fall_through() -> None:
     """JSON-LD lies about the picture and price; OpenGraph supplies both."""
-    head = ld({"@type": "Product", "name": "Honest name", "image": "javascript:alert(1)", "offers": {"price": "call us"}})
+    head = ld(
+        {"@type": "Product", "name": "Honest name", "image": "javascript:alert(1)", "offers": {"price": "call us"}}
+    )
     head += '<meta property="og:image" content="/og.jpg"><meta property="og:price:amount" content="12">'
     info = extract_product(page(head), PAGE)
-    assert info is not None and (info.title, info.image_url, info.price) == ("Honest name", "https://shop.test/og.jpg", 12.0)
+    assert info is not None and (info.title, info.image_url, info.price) == (
+        "Honest name",
+        "https://shop.test/og.jpg",
+        12.0,
+    )
 
 
 def test_selectors_override_structured_data() -> None:
-    head = ld({"@type": "Product", "name": "JSON name", "image": "/json.jpg", "offers": {"price": 10, "priceCurrency": "EUR"}})
+    head = ld(
+        {"@type": "Product", "name": "JSON name", "image": "/json.jpg", "offers": {"price": 10, "priceCurrency": "EUR"}}
+    )
     body = '<h2 class="n">Selected name</h2><span class="p">1.234,50</span><span class="c">CHF</span><img class="big" src="/sel.jpg">'
     selectors = {"title": "h2.n", "price": "span.p", "currency": "span.c", "image": "img.big"}
     info = extract_product(page(head, body), PAGE, selectors=selectors)
     assert info is not None
-    assert (info.title, info.price, info.currency, info.image_url) == ("Selected name", 1234.5, "CHF", "https://shop.test/sel.jpg")
+    assert (info.title, info.price, info.currency, info.image_url) == (
+        "Selected name",
+        1234.5,
+        "CHF",
+        "https://shop.test/sel.jpg",
+    )
 
 
 def test_selectors_that_match_nothing_fall_back() -> None:
@@ -297,7 +316,7 @@ def test_page_without_a_usable_picture_is_none() -> None:
 
 def test_random_garbage_never_crashes() -> None:
     rng = random.Random(1234)
-    alphabet = '<>/="\' abcdefghij{}[]:,itemscopeprop@type application/ld+json script meta og:image 0123456789.€$-'
+    alphabet = "<>/=\"' abcdefghij{}[]:,itemscopeprop@type application/ld+json script meta og:image 0123456789.€$-"
     for _ in range(300):
         junk = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 400)))
         extract_product(junk, PAGE)
@@ -309,8 +328,17 @@ def test_itemlist_of_urls_and_of_products() -> None:
     elements = [
         {"@type": "ListItem", "position": 2, "url": "/p/2"},
         {"@type": "ListItem", "position": 1, "url": "https://shop.test/p/1"},
-        {"@type": "ListItem", "position": 3, "item": {"@type": "Product", "name": "Full", "url": "/p/3", "image": "/3.jpg",
-                                                       "offers": {"price": "5", "priceCurrency": "EUR"}}},  # fmt: skip
+        {
+            "@type": "ListItem",
+            "position": 3,
+            "item": {
+                "@type": "Product",
+                "name": "Full",
+                "url": "/p/3",
+                "image": "/3.jpg",
+                "offers": {"price": "5", "priceCurrency": "EUR"},
+            },
+        },  # fmt: skip
         {"@type": "ListItem", "position": 4, "item": "/p/4"},
         {"@type": "ListItem", "position": 5, "url": "javascript:alert(1)"},
         {"@type": "ListItem", "position": 6, "url": "/p/1"},  # duplicate
@@ -319,7 +347,12 @@ def test_itemlist_of_urls_and_of_products() -> None:
     html = page(ld({"@context": "https://schema.org", "@graph": [{"@type": "ItemList", "itemListElement": elements}]}))
     result = extract_search(html, "https://shop.test/search?q=dress", shop="S")
     assert result.source == "json-ld"
-    assert result.links == ["https://shop.test/p/1", "https://shop.test/p/2", "https://shop.test/p/4", "https://shop.test/p/5"]
+    assert result.links == [
+        "https://shop.test/p/1",
+        "https://shop.test/p/2",
+        "https://shop.test/p/4",
+        "https://shop.test/p/5",
+    ]
     assert [(p.title, p.url, p.image_url, p.price, p.shop) for p in result.products] == [
         ("Full", "https://shop.test/p/3", "https://shop.test/3.jpg", 5.0, "S")
     ]
@@ -338,13 +371,18 @@ def test_product_grid_heuristics() -> None:
 
 def test_grid_needs_repetition_and_prices() -> None:
     one_card = '<div class="card"><a href="/p/1"><img src="/1.jpg"></a><span>€19</span></div>'
-    no_prices = "".join(f'<div class="card"><a href="/p/{i}"><img src="/{i}.jpg"></a><span>19,00</span></div>' for i in range(3))
+    no_prices = "".join(
+        f'<div class="card"><a href="/p/{i}"><img src="/{i}.jpg"></a><span>19,00</span></div>' for i in range(3)
+    )
     assert extract_search(page(body=one_card), PAGE).links == []
     assert extract_search(page(body=no_prices), PAGE).source == "none"
 
 
 def test_product_link_selector_overrides_everything() -> None:
-    body = '<div class="tile"><a class="wish" href="/w/1">♡</a><a class="go" href="/item/1"><img src="/1.jpg"></a></div>' * 2
+    body = (
+        '<div class="tile"><a class="wish" href="/w/1">♡</a><a class="go" href="/item/1"><img src="/1.jpg"></a></div>'
+        * 2
+    )
     body += '<div class="tile"><span class="go-wrap"><a href="/item/2">x</a></span></div>'
     html = page(ld({"@type": "ItemList", "itemListElement": ["/p/99"]}), body)
     result = extract_search(html, "https://shop.test/search", selectors={"product_link": "a.go, span.go-wrap"})
@@ -370,3 +408,26 @@ def test_encoding_from_the_http_header_is_used() -> None:
     info = extract_product(html, PAGE, encoding="latin-1")
     assert info is not None and info.title == "Kjole blå"
     assert "\ufffd" not in extract_product(html.decode("latin-1"), PAGE).title  # str input works too
+
+
+# ---- pagination ------------------------------------------------------------------------------
+SEARCH = "https://shop.test/search?q=dress"
+
+
+@pytest.mark.parametrize(
+    ("markup", "selectors", "expected"),
+    [
+        ('<link rel="next" href="/search?q=dress&page=2">', None, "https://shop.test/search?q=dress&page=2"),
+        ('<a rel="nofollow next" href="?q=dress&page=3">Next</a>', None, "https://shop.test/search?q=dress&page=3"),
+        ('<a class="more" href="/s/2">More</a>', {"next": "a.more"}, "https://shop.test/s/2"),
+        ('<li class="more"><a href="/s/4">More</a></li>', {"next": "li.more"}, "https://shop.test/s/4"),
+        ('<a class="more" href="/s/2">More</a>', None, None),  # not rel=next and no selector
+        ('<link rel="next" href="javascript:go()">', None, None),
+        ('<link rel="next" href="/search?q=dress">', None, None),  # this very page
+        ('<a rel="next" href="/search?q=dress#top">x</a>', None, None),
+        ('<a class="more" href="/s/2">More</a>', {"next": "a[["}, None),  # a bad selector never raises
+    ],
+)
+def test_next_page_is_found(markup: str, selectors: dict | None, expected: str | None) -> None:
+    result = extract_search(f"<html><head></head><body>{markup}</body></html>", SEARCH, selectors=selectors)
+    assert result.next_url == expected

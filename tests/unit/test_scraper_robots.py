@@ -1,13 +1,16 @@
 """robots.txt: RFC 9309 matching, and what fetch outcomes mean (2xx parse, 4xx allow, 5xx deny)."""
+
 from __future__ import annotations
 
 import asyncio
 import socket
+import threading
+import time
 
 import pytest
 
 from scraper.fetch import Fetcher, RobotsDisallowed
-from scraper.robots import RobotsCache, RobotsTxt, normalise_path, origin_of
+from scraper.robots import RobotsCache, RobotsTxt, Rule, normalise_path, origin_of
 from tests.support.fakes.shop import ConnectSpy, FakeShop, fast_config
 
 BOT = "fashionbot"
@@ -124,7 +127,17 @@ def test_percent_encoding_is_normalised() -> None:
 
 @pytest.mark.parametrize(
     ("status", "expected"),
-    [(200, False), (404, True), (401, True), (403, True), (410, True), (429, False), (500, False), (503, False), (None, False)],
+    [
+        (200, False),
+        (404, True),
+        (401, True),
+        (403, True),
+        (410, True),
+        (429, False),
+        (500, False),
+        (503, False),
+        (None, False),
+    ],
 )
 def test_fetch_outcomes(status: int | None, expected: bool) -> None:
     """2xx: the file decides (here it disallows /x); 4xx: allow all; 429/5xx/unreachable: disallow all."""
@@ -227,3 +240,126 @@ async def test_unreachable_robots_txt_means_disallow_all(monkeypatch) -> None:
         with pytest.raises(RobotsDisallowed, match="robots.txt unreachable"):
             await fetcher.fetch_page(f"http://127.0.0.1:{port}/page")
     assert spy.addresses == [("127.0.0.1", port)]  # one attempt, for robots.txt, then cached
+
+
+# ---- issue 16: hostile robots.txt files ------------------------------------------------------
+ADVERSARIAL_WILDCARDS = "User-agent: *\nDisallow: /*a*a*a*a*a*a*a*a*a*a*a*a*b\n"  # 52 bytes; regex backtracking
+ADVERSARIAL_PATH = "/" + "a" * 60  # 61 characters, no "b": every split of the a's is tried by a regex
+MANY_RULES = "User-agent: *\n" + "".join(f"Disallow: /section-{i}/page\n" for i in range(40_000))
+MANY_WILDCARDS = "User-agent: *\n" + "".join(f"Disallow: /*a*{i}*b$\n" for i in range(20_000))
+
+
+def _timed(robots: RobotsTxt, path: str, repeat: int = 1) -> tuple[bool, float]:
+    start = time.perf_counter()
+    for _ in range(repeat):
+        verdict = robots.is_allowed(BOT, path)
+    return verdict, (time.perf_counter() - start) / repeat
+
+
+def test_wildcard_backtracking_pattern_matches_in_linear_time() -> None:
+    """The regex matcher ran > 15 s on this pair (killed); the glob matcher is linear in the path."""
+    robots = RobotsTxt.parse(ADVERSARIAL_WILDCARDS)
+    verdict, seconds = _timed(robots, ADVERSARIAL_PATH)
+    assert verdict is True and seconds < 0.05, seconds
+    assert not robots.is_allowed(BOT, ADVERSARIAL_PATH + "b")
+    assert not robots.is_allowed(BOT, "/" + "a" * 12 + "xb")
+    longer = "/" + "a" * 100_000  # 1600x longer: still well under the bound
+    assert _timed(robots, longer)[1] < 0.05
+
+
+def test_forty_thousand_plain_rules_are_compiled_once() -> None:
+    """1.45 s per check before (4096-entry regex cache thrashed); now a set probe per prefix."""
+    start = time.perf_counter()
+    robots = RobotsTxt.parse(MANY_RULES)
+    parse_seconds = time.perf_counter() - start
+    assert not robots.is_allowed(BOT, "/section-39999/page/1")
+    verdict, seconds = _timed(robots, "/section-20000/pages", repeat=100)
+    assert verdict is False and seconds < 0.005, seconds
+    assert _timed(robots, "/elsewhere/" + "x" * 2000, repeat=20)[1] < 0.005
+    assert parse_seconds < 0.5, parse_seconds
+
+
+def test_many_wildcard_rules_stay_bounded() -> None:
+    robots = RobotsTxt.parse(MANY_WILDCARDS)
+    verdict, seconds = _timed(robots, "/" + "a" * 60)
+    assert verdict is True and seconds < 0.5, seconds
+    assert not robots.is_allowed(BOT, "/xa19999b")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "expected"),
+    [
+        ("/a*b*c", "/aXbYc", True), ("/a*b*c", "/aXcYb", False), ("/a**b", "/ab", True), ("/*", "/", True),
+        ("/a*$", "/a", True), ("/a$", "/ab", False), ("/*.pdf$", "/x.pdf.pdf", True), ("/*.pdf$", "/x.pdfx", False),
+        ("/ab*ab$", "/ab", False), ("/ab*ab$", "/abab", True), ("/a$b", "/a$b", True), ("*", "/anything", True),
+        ("/a*ba$", "/abba", True), ("/a*aa$", "/aa", False), ("/a*aa$", "/aaa", True),
+    ],
+)  # fmt: skip
+def test_glob_matches_like_the_regex_it_replaces(pattern: str, path: str, expected: bool) -> None:
+    import re
+
+    anchored = pattern.endswith("$")
+    body = pattern[:-1] if anchored else pattern
+    regex = ".*".join(re.escape(part) for part in body.split("*")) + ("\\Z" if anchored else "")
+    assert (re.match(regex, path, re.DOTALL) is not None) is expected  # the reference semantics
+    assert allowed(f"User-agent: *\nDisallow: {pattern}\n", path) is not expected
+
+
+def test_glob_agrees_with_the_regex_on_random_patterns() -> None:
+    import random
+    import re
+
+    rng = random.Random(16)
+    for _ in range(3000):
+        pattern = "/" + "".join(rng.choice("ab*") for _ in range(rng.randint(0, 6))) + rng.choice(["", "$"])
+        path = "/" + "".join(rng.choice("ab") for _ in range(rng.randint(0, 8)))
+        anchored = pattern.endswith("$")
+        body = pattern[:-1] if anchored else pattern
+        regex = ".*".join(re.escape(part) for part in body.split("*")) + ("\\Z" if anchored else "")
+        expected = re.match(regex, path, re.DOTALL) is not None
+        assert Rule(False, pattern).matches(path) is expected, (pattern, path)
+
+
+@pytest.mark.asyncio
+async def test_matching_runs_off_the_event_loop(monkeypatch) -> None:
+    """The fetcher and the cache hand parsing and matching to a worker thread."""
+    threads: list[str] = []
+    original = RobotsTxt.is_allowed
+
+    def spy(self: RobotsTxt, token: str, url: str) -> bool:
+        threads.append(threading.current_thread().name)
+        return original(self, token, url)
+
+    monkeypatch.setattr(RobotsTxt, "is_allowed", spy)
+
+    async def fetch(url: str) -> tuple[int | None, bytes]:
+        return 200, ADVERSARIAL_WILDCARDS.encode()
+
+    cache = RobotsCache(fetch)
+    assert await cache.is_allowed("http://shop.test" + ADVERSARIAL_PATH)
+    async with FakeShop("jsonld", n_products=1, robots=ADVERSARIAL_WILDCARDS) as shop:
+        async with Fetcher(fast_config(shop)) as fetcher:
+            await fetcher.fetch_page(shop.url("/page/1"))
+    assert threads and threading.main_thread().name not in threads
+
+
+def test_lines_without_a_colon_are_read_like_googles_parser() -> None:
+    """Issue 16 #7: 'Disallow /x' is a rule (exactly key and value); longer colon-less lines are not."""
+    text = "User-agent *\nDisallow /x\nAllow /x/open\nDisallow this is prose\n"
+    assert not allowed(text, "/x/1")
+    assert allowed(text, "/x/open/1")
+    assert allowed(text, "/this")
+
+
+@pytest.mark.asyncio
+async def test_file_cut_at_the_cap_drops_its_partial_last_line() -> None:
+    """Issue 16 #6: 'Allow: /public/only' cut to 'Allow: /' would allow everything."""
+    text = "User-agent: *\nDisallow: /\nAllow: /public/only\n"
+    cap = text.index("/public") + 1  # the cut leaves "Allow: /"
+    async with FakeShop("jsonld", n_products=1, robots=text) as shop:
+        async with Fetcher(fast_config(shop, max_robots_bytes=cap)) as fetcher:
+            with pytest.raises(RobotsDisallowed):
+                await fetcher.fetch_page(shop.url("/page/1"))
+            robots = await fetcher.robots.get(shop.url("/"))
+    assert not robots.is_allowed(BOT, "/page/1")
+    assert robots.rules_for(BOT) == [Rule(False, "/")]

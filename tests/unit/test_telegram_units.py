@@ -8,21 +8,16 @@ from PIL import Image
 from telegram import PhotoSize
 from telegram.error import BadRequest, InvalidToken, NetworkError
 
-from bot.telegram_bot import (
-    CALLBACK_DATA_MAX,
-    MissingToken,
-    display_jpeg,
-    feedback_data,
-    fit,
-    is_public_url,
-    main_line_error,
-    parse_feedback,
-    pick_photo,
-    results_keyboard,
-    results_text,
-    split_message,
-    tg_len,
-)
+from bot.telegram import MissingToken, main_line_error
+from bot.telegram.keyboards import CALLBACK_DATA_MAX, feedback_data, parse_feedback, results_keyboard, results_text
+from bot.telegram.media import DISPLAY_MAX_SIDE, DISPLAY_SIDE, pick_photo
+from bot.telegram.text import fit, split_message, tg_len
+from bot.pictures import chat_jpeg
+from bot.urls import is_public_url
+
+
+def display_jpeg(data: bytes) -> bytes:
+    return chat_jpeg(data, min_side=DISPLAY_SIDE, max_side=DISPLAY_MAX_SIDE)
 from engine.errors import BadImage
 from engine.types import Item, ScoredItem
 from tests.support.fakes.telegram_api import public_url_problem
@@ -162,7 +157,7 @@ def test_token_never_reaches_the_log(caplog, tmp_path):
     from pydantic import SecretStr
 
     from engine.config import Settings
-    from bot.telegram_bot import build_application
+    from bot.telegram import build_application
 
     token = "424242:AAsecret-token-for-the-log-test"
     caplog.set_level(logging.DEBUG)

@@ -84,9 +84,9 @@ async def test_same_picture_on_real_features(service, fmnist_test) -> None:
     other = _tinted(images[1], (180, 25, 40))
 
     async def describe(data: bytes) -> tuple[str, int, np.ndarray]:
-        prepared = await service.prepare(data, keep=True)
+        prepared = await service.encoder.prepare(data, keep=True)
         sha, dhash = await asyncio.to_thread(fingerprint, prepared.jpeg)
-        return sha, dhash, await service.embedder.embed_one(prepared.pixels)
+        return sha, dhash, await service.encoder.embedder.embed_one(prepared.pixels)
 
     (r_sha, r_dh, r_vec), (b_sha, b_dh, b_vec), (c_sha, c_dh, c_vec), (o_sha, o_dh, o_vec) = [
         await describe(d) for d in (red, blue, red_copy, other)

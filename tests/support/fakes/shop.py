@@ -9,6 +9,11 @@ Two markup styles:
 Pictures are real JPEGs made with PIL, one colour/pattern per product; product
 ``p-007`` has the same bytes at every shop (only the price differs, by ``price_factor``).
 
+Search results can span pages (``per_page``): the next page is named by ``<link rel=next>``,
+``<a rel=next>`` or a plain ``<a class=more>`` that only the shop's ``next`` selector finds
+(``next_style``); ``rate_limit_page`` answers that page 429 (Retry-After: 1) once;
+``endless_pages`` names a next page forever (a pagination trap).
+
 Hostile extras are listed in the search page when named in ``specials``
 (see :data:`SPECIALS`); the fetcher-test routes (``/status/...``, ``/flaky/...``,
 ``/slow``, ``/huge``, ``/redirect/...``, ``/to``, ``/page/...``) always exist.
@@ -21,6 +26,7 @@ Use from any test::
         async with Fetcher(fast_config(shop)) as fetcher:
             async for event in crawl_trend("dress", [shop.shop()], fetcher): ...
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,6 +45,7 @@ from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any, Literal
+from urllib.parse import quote
 
 from aiohttp import web
 from PIL import Image, ImageDraw
@@ -47,6 +54,7 @@ from scraper.fetch import FetchConfig
 from scraper.sources import Shop
 
 Style = Literal["jsonld", "grid"]
+NextStyle = Literal["link", "anchor", "selector"]
 
 DEFAULT_ROBOTS = """\
 # fake shop robots.txt
@@ -192,6 +200,10 @@ class FakeShop:
     slow_seconds: float = 5.0
     huge_bytes: int = 20 * 1024 * 1024
     bind_port: int = 0  # 0: a random free port
+    per_page: int | None = None  # search results per page (None: all on one page)
+    next_style: NextStyle = "link"
+    rate_limit_page: int | None = None  # this search page answers 429 (Retry-After: 1) the first time
+    endless_pages: bool = False  # every search page names a next one
 
     requests: list[RecordedRequest] = field(default_factory=list, init=False)
     max_in_flight: int = field(default=0, init=False)
@@ -273,7 +285,7 @@ class FakeShop:
 
     def shop(self, **overrides: Any) -> Shop:
         """A :class:`scraper.sources.Shop` for this fake (with the selectors the grid style needs)."""
-        selectors = (
+        selectors: dict[str, str] = (
             {
                 "product_link": "div.tile a.go",
                 "title": ".pname",
@@ -284,7 +296,13 @@ class FakeShop:
             if self.style == "grid"
             else {}
         )
-        values: dict[str, Any] = {"name": self.name, "search_url": self.base_url + "/search?q={query}", "selectors": selectors}
+        if self.next_style == "selector":
+            selectors["next"] = "nav.pages a.more"
+        values: dict[str, Any] = {
+            "name": self.name,
+            "search_url": self.base_url + "/search?q={query}",
+            "selectors": selectors,
+        }
         values.update(overrides)
         return Shop(**values)
 
@@ -329,13 +347,28 @@ class FakeShop:
 
     async def _search(self, request: web.Request) -> web.Response:
         query = request.query.get("q", "")
+        try:
+            page = max(1, int(request.query.get("page", "1")))
+        except ValueError:
+            page = 1
+        if page == self.rate_limit_page and self._hit(f"search-429:{page}") == 1:
+            return web.Response(status=429, text="slow down", headers={"Retry-After": "1"})
         products = [] if query == "nothing" else list(self.products)
         entries = [(p.title, self._product_path(p), f"/img/{p.slug}.jpg", p.price(self.price_factor)) for p in products]
         for special in self.specials:
             entries.append((f"Special {special}", SPECIALS[special], "/img/p-001.jpg", 10.0))
+        next_href = None
+        if self.per_page:
+            more = page * self.per_page < len(entries)
+            entries = entries[(page - 1) * self.per_page : page * self.per_page]
+            if more or self.endless_pages:
+                next_href = f"/search?q={quote(query)}&page={page + 1}"
+        nav = _next_markup(next_href, self.next_style)
         if self.style == "grid":
-            return _html(_grid_search_page(self.name or "", query, entries))
-        return _html(_jsonld_search_page(self.name or "", query, entries, self.base_url, self.currency, self.full_itemlist))
+            return _html(_grid_search_page(self.name or "", query, entries, nav))
+        return _html(
+            _jsonld_search_page(self.name or "", query, entries, self.base_url, self.currency, self.full_itemlist, nav)
+        )
 
     async def _product(self, request: web.Request) -> web.StreamResponse:
         slug = request.match_info["slug"]
@@ -353,7 +386,9 @@ class FakeShop:
         if self.style == "grid":
             return _html(_grid_product_page(self.name or "", product.title, f"/img/{slug}.jpg", price, self.currency))
         return _html(
-            _jsonld_product_page(product, f"{self.base_url}/img/{slug}.jpg", price, self.currency, self.base_url + request.path)
+            _jsonld_product_page(
+                product, f"{self.base_url}/img/{slug}.jpg", price, self.currency, self.base_url + request.path
+            )
         )
 
     async def _special_product(self, request: web.Request, slug: str) -> web.StreamResponse | None:
@@ -420,7 +455,9 @@ class FakeShop:
         key = request.match_info["key"]
         if self._hit(f"date:{key}") == 1:
             when = datetime.now(timezone.utc) + timedelta(seconds=float(request.query.get("s", "2")))
-            return web.Response(status=503, text="maintenance", headers={"Retry-After": format_datetime(when, usegmt=True)})
+            return web.Response(
+                status=503, text="maintenance", headers={"Retry-After": format_datetime(when, usegmt=True)}
+            )
         return _html("<html><body>back</body></html>")
 
     async def _slow(self, request: web.Request) -> web.Response:
@@ -482,8 +519,26 @@ def _ld(data: Any) -> str:
     return f'<script type="application/ld+json">{json.dumps(data)}</script>'
 
 
+def _next_markup(href: str | None, style: NextStyle) -> tuple[str, str]:
+    """(head, body) markup naming the next results page."""
+    if href is None:
+        return "", ""
+    link = html.escape(href)
+    if style == "link":
+        return f'<link rel="next" href="{link}">', ""
+    if style == "anchor":
+        return "", f'<nav class="pages"><a rel="next" href="{link}">Next</a></nav>'
+    return "", f'<nav class="pages"><a class="more" href="{link}">More results</a></nav>'
+
+
 def _jsonld_search_page(
-    name: str, query: str, entries: list[tuple[str, str, str, float]], base: str, currency: str, full: bool
+    name: str,
+    query: str,
+    entries: list[tuple[str, str, str, float]],
+    base: str,
+    currency: str,
+    full: bool,
+    nav: tuple[str, str] = ("", ""),
 ) -> str:
     elements = []
     for pos, (title, path, image, price) in enumerate(entries, start=1):
@@ -512,8 +567,9 @@ def _jsonld_search_page(
         for title, path, image, price in entries
     )
     return (
-        f"<!doctype html><html><head><title>{html.escape(name)}</title>{_ld(graph)}</head>"
-        f'<body><header><img src="/static/logo.png" alt="logo"></header><ul class="results">{cards}</ul></body></html>'
+        f"<!doctype html><html><head><title>{html.escape(name)}</title>{_ld(graph)}{nav[0]}</head>"
+        f'<body><header><img src="/static/logo.png" alt="logo"></header><ul class="results">{cards}</ul>'
+        f"{nav[1]}</body></html>"
     )
 
 
@@ -540,10 +596,14 @@ def _jsonld_product_page(product: FakeProduct, image_url: str, price: float, cur
         "description": f"A {product.pattern} {product.colour} dress.",
         "offers": offers,
     }
-    ld = {"@context": "https://schema.org", "@graph": [{"@type": "WebPage"}, data]} if product.index % 2 else {
-        "@context": "https://schema.org",
-        **data,
-    }
+    ld = (
+        {"@context": "https://schema.org", "@graph": [{"@type": "WebPage"}, data]}
+        if product.index % 2
+        else {
+            "@context": "https://schema.org",
+            **data,
+        }
+    )
     return (
         f"<!doctype html><html><head><title>{html.escape(product.title)}</title>"
         f'<meta property="og:title" content="{html.escape(product.title)}">'
@@ -582,14 +642,19 @@ def _lying_noimage_page() -> str:
     return f'<html><head>{_ld(data)}</head><body><h1>No picture</h1><img src="javascript:void(0)"></body></html>'
 
 
-def _grid_search_page(name: str, query: str, entries: list[tuple[str, str, str, float]]) -> str:
+def _grid_search_page(
+    name: str, query: str, entries: list[tuple[str, str, str, float]], nav: tuple[str, str] = ("", "")
+) -> str:
     tiles = "".join(
         f'<div class="tile"><a class="wish" href="/wishlist?add={html.escape(path)}">&#9825;</a>'
         f'<a class="go" href="{html.escape(path)}"><img src="{html.escape(image)}" alt=""></a>'
         f'<div class="pname">{html.escape(title)}</div><span class="cost">{_comma_price(price)}</span></div>'
         for title, path, image, price in entries
     )
-    return f"<html><head><title>{html.escape(name)}</title></head><body><div class=grid>{tiles}</div></body></html>"
+    return (
+        f"<html><head><title>{html.escape(name)}</title>{nav[0]}</head>"
+        f"<body><div class=grid>{tiles}</div>{nav[1]}</body></html>"
+    )
 
 
 def _comma_price(price: float) -> str:

@@ -764,7 +764,7 @@ class RunningBot:
         self.task: asyncio.Task | None = None
 
     async def __aenter__(self) -> "RunningBot":
-        from bot.telegram_bot import run_telegram
+        from bot.telegram import run_telegram
 
         ready = asyncio.Event()
         self.task = asyncio.create_task(run_telegram(self.service, self.settings, ready=ready, **self.kwargs))

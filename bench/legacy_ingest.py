@@ -1,11 +1,8 @@
-"""Putting products into the catalogue: Fashion-MNIST, product feeds, scraped items.
+"""The ingest pipeline as it was before the staged runner (issue 19), kept verbatim for
+bench/bench_ingest.py's before/after comparison only. Not used by the product."""
+# ruff: noqa
+# mypy: ignore-errors
 
-Every source becomes rows of (metadata, image) and goes through one pipeline:
-skip what is already there (so a second run embeds nothing), decode images off
-the loop, embed in batches, store items with their embeddings in one
-transaction per batch, index them. Bad rows are reported with their line
-numbers and skipped; the good rows still land.
-"""
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +24,12 @@ import numpy as np
 from PIL import Image
 
 from db.store import NewItem
+from engine.catalogue.catalogue import Catalogue
+from engine.errors import BadImage
+from engine.api import Progress
+from engine.types import IngestReport
 from engine.vision.embedder import prepare
-from engine.vision.images import BadImage
+from engine.vision.encoder import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +41,6 @@ FASHION_MNIST_CLASSES = [
 # Demo prices: a plausible range per category, so the demo reads like a shop.
 _PRICE_RANGES = [(9, 35), (25, 90), (29, 120), (35, 160), (60, 290), (19, 80), (19, 75), (45, 160), (25, 220), (60, 240)]
 FEED_COLUMNS = ("id", "title", "link", "image_link", "price", "brand", "color", "gender", "product_type")
-
-
-@dataclass
-class IngestReport:
-    added: int = 0
-    skipped_existing: int = 0
-    bad_rows: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
-
-    def summary(self) -> str:
-        text = f"{self.added} added, {self.skipped_existing} already in the catalogue, {len(self.bad_rows)} bad rows"
-        return text
 
 
 @dataclass
@@ -315,14 +305,19 @@ def _kaggle_rows(root: Path) -> Iterator[Row | tuple[int, str]]:
 
 # ---- the pipeline ---------------------------------------------------------------------
 async def ingest_rows(
-    service,  # FashionService (not imported: avoids a cycle)
+    catalogue: Catalogue,
+    encoder: Encoder,
     rows: Iterable[Row | tuple[int, str]],
     *,
     batch_size: int = 256,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
+    total: int | None = None,
 ) -> IngestReport:
-    """Embed, store and index ``rows``; rows already in the catalogue are skipped."""
-    report = IngestReport()
+    """Embed, store and index ``rows``; rows already in the catalogue are skipped.
+    ``total``: how many rows are expected, when known (for progress bars)."""
+    report = IngestReport(total=total)
+    if progress is not None and total is not None:
+        progress.total = total
     iterator = iter(rows)
     while True:
         # Producing rows decodes pictures and reads files: do it off the loop.
@@ -336,21 +331,21 @@ async def ingest_rows(
                 log.warning("line %d skipped: %s", *row)
             else:
                 batch.append(row)
-        await _ingest_batch(service, batch, report)
-        if progress:
-            progress(len(chunk))
+        await _ingest_batch(catalogue, encoder, batch, report)
+        if progress is not None:
+            progress.update(len(chunk))
     if report.added:
-        await service.save_index()
+        await catalogue.save()
     return report
 
 
-async def _ingest_batch(service, batch: list[Row], report: IngestReport) -> None:
+async def _ingest_batch(catalogue: Catalogue, encoder: Encoder, batch: list[Row], report: IngestReport) -> None:
     by_source: dict[str, list[Row]] = {}
     for r in batch:
         by_source.setdefault(r.item.source, []).append(r)
     fresh: list[Row] = []
     for source, group in by_source.items():
-        existing = await service.store.existing_external_ids(source, [r.item.external_id for r in group])
+        existing = await catalogue.store.existing_external_ids(source, [r.item.external_id for r in group])
         seen: set[str] = set()
         for r in group:
             if r.item.external_id in existing or r.item.external_id in seen:
@@ -358,23 +353,73 @@ async def _ingest_batch(service, batch: list[Row], report: IngestReport) -> None
             else:
                 seen.add(r.item.external_id)
                 fresh.append(r)
-    ready = await asyncio.gather(*(_materialise(service, r, report) for r in fresh))
+    ready = await asyncio.gather(*(_materialise(encoder, r, report) for r in fresh))
     good = [r for r in ready if r is not None]
     if good:
-        await service.add_items([r.item for r in good], np.stack([r.pixels for r in good]))
+        vectors = await encoder.embed(np.stack([r.pixels for r in good]))
+        await catalogue.add_items([r.item for r in good], vectors)
         report.added += len(good)
 
 
-async def _materialise(service, row: Row, report: IngestReport) -> Row | None:
+async def _materialise(encoder: Encoder, row: Row, report: IngestReport) -> Row | None:
     """Load and decode a row's image (off the loop); None (and a report line) if unusable."""
     if row.pixels is not None:
         return row
     try:
         data = await asyncio.to_thread(row.load) if row.load else row.item.image
-        prepared = await service.prepare(data, keep=True)
+        prepared = await encoder.prepare(data, keep=True)
     except (BadImage, OSError, ValueError) as err:
         reason = str(err) if isinstance(err, BadImage) else f"image unavailable: {type(err).__name__}: {err}"
         report.bad_rows.append((row.line, reason))
         log.warning("line %d skipped: %s", row.line, reason)
         return None
     return replace(row, item=replace(row.item, image=prepared.jpeg or b""), pixels=prepared.pixels)
+
+
+# ---- what the service calls ---------------------------------------------------------
+async def ingest_fashion_mnist(
+    catalogue: Catalogue,
+    encoder: Encoder,
+    *,
+    split: str = "train",
+    limit: int | None = None,
+    chunk: int = 128,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """The first ``limit`` Fashion-MNIST products of ``split`` not in the catalogue yet
+    (resumable: ids already ingested are not even decoded)."""
+    skip = await catalogue.store.all_external_ids("fashion-mnist")
+    images, _ = await asyncio.to_thread(load_fashion_mnist, split)
+    total = len(images) if limit is None else min(limit, len(images))
+    done = sum(1 for e in skip if e.startswith(f"{split}-") and int(e.split("-", 1)[1]) < total)
+    rows = fashion_mnist_rows(split, total, encoder.input_size, skip=skip)
+    report = await ingest_rows(catalogue, encoder, rows, batch_size=chunk, progress=progress, total=total - done)
+    report.skipped_existing += done
+    return report
+
+
+async def ingest_feed(
+    catalogue: Catalogue, encoder: Encoder, path: Path, *, progress: Progress | None = None
+) -> IngestReport:
+    rows = feed_rows(path, encoder.settings.max_image_bytes)
+    return await ingest_rows(catalogue, encoder, rows, batch_size=64, progress=progress)
+
+
+async def reembed(
+    catalogue: Catalogue, encoder: Encoder, *, chunk: int = 128, progress: Progress | None = None
+) -> int:
+    """Embed every item that has no embedding for the current model (after a backbone or
+    head change) from its stored picture; returns how many."""
+    done = 0
+    if progress is not None:
+        progress.total = await catalogue.store.count_to_embed(catalogue.model_key)
+    while True:
+        todo = await catalogue.store.items_to_embed(catalogue.model_key, limit=chunk)
+        if not todo:
+            return done
+        prepared = await asyncio.gather(*(encoder.prepare(image) for _, image in todo))
+        vectors = await encoder.embed(np.stack([p.pixels for p in prepared]))
+        await catalogue.store.set_embeddings(catalogue.model_key, [(i, v.tobytes()) for (i, _), v in zip(todo, vectors)])
+        done += len(todo)
+        if progress is not None:
+            progress.update(len(todo))

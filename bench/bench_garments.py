@@ -1,0 +1,373 @@
+"""Benchmark of the garment finder (engine/vision/garments.py), issue 15.
+
+    .venv/bin/python bench/bench_garments.py                 # all sets, all variants
+    .venv/bin/python bench/bench_garments.py --quick         # smaller sets
+    .venv/bin/python bench/bench_garments.py --calibrate     # also re-derive the thresholds
+
+One run, one machine, one torch thread. Sets (engine/training/garment_scenes.py, all from
+the Fashion-MNIST *test* split): (1) one garment in a real-looking photo at 30–50 % of its
+height, (2) outfits (a top above, shoes or a bag below), (3) pictures without garments,
+(4) product shots (the clean catalogue pictures = the control, plus studio shots).
+
+Catalogue: the first 2,000 Fashion-MNIST *train* pictures (never pasted into a training
+scene) embedded with Lite0 (ImageNet) through ``prepare`` at 224 px. precision@10 = share
+of the 10 results with the query garment's Fashion-MNIST class; per-garment search is
+restricted to the garment's group (the group the finder says); whole-photo search is not.
+
+Variants of the finder, read from one forward pass per picture: ``head+cam`` (served),
+``head`` (the trained head alone), ``cam`` (Lite0's own ImageNet classifier only: what runs
+when the head file is absent).
+
+Calibration (``--calibrate``): on *training-distribution* scenes (train split, training
+backgrounds, a seed the head never saw), the clothing-score threshold that maximises
+(no-garment refused) − (garment scene refused), i.e. Youden's J; the eval sets are not used.
+
+Writes bench/results/garments.json and docs/plots/garments_examples.png.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import machine, save  # noqa: E402
+from engine.training import garment_scenes as gs  # noqa: E402
+from engine.vision import garments as gm  # noqa: E402
+
+K = 10
+CATALOGUE = 2000
+EMBED_SIDE = 224
+GOALS = {"scene_vs_control": 0.90, "outfits_both": 0.70, "no_garment_refused": 0.90, "product_refused": 0.0,
+         "latency_ratio": 2.0}
+
+
+def _prepare():
+    return gm.find_attr("prepare", ("engine.vision.embedder", "engine.vision.images", "engine.vision.encoder"))
+
+
+class Embedder:
+    """Lite0 pooled features of pictures letterboxed on white at 224 px, unit length."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.prepare = _prepare()
+
+    @torch.inference_mode()
+    def __call__(self, images: list[Image.Image], batch: int = 64) -> np.ndarray:
+        out = []
+        for s in range(0, len(images), batch):
+            px = np.stack([self.prepare(im, EMBED_SIDE) for im in images[s : s + batch]])
+            x = torch.from_numpy(px).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+            v = self.model.forward_features(x).numpy()
+            out.append(v / np.linalg.norm(v, axis=1, keepdims=True))
+        return np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
+
+
+def search(vectors: np.ndarray, catalogue: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
+    sims = vectors @ catalogue.T
+    if allowed is not None:
+        sims = np.where(allowed, sims, -np.inf)
+    return np.argsort(-sims, axis=1)[:, :K]
+
+
+def iou(a, b) -> float:
+    return gm.Box(*a).iou(gm.Box(*b))
+
+
+# ---- one variant over one set ---------------------------------------------------------------
+def evaluate(samples, scans, crops_vec, whole_vec, cat_vec, cat_labels, cat_groups) -> dict:
+    """Detection, retrieval and refusal figures of one finder variant on one set.
+
+    ``crops_vec[i]``: vectors of the crops of ``scans[i].garments`` (in order)."""
+    truths = hits = group_ok = 0
+    p_garment, p_whole, both, outfit_n = [], [], 0, 0
+    refused = sum(1 for s in scans if not s.garments)
+    for sample, scan, cv, wv in zip(samples, scans, crops_vec, whole_vec):
+        found_ok = []
+        for t in sample.garments:
+            truths += 1
+            ious = [iou(t.box, g.box.as_tuple()) for g in scan.garments]
+            j = int(np.argmax(ious)) if ious else -1
+            best = ious[j] if ious else 0.0
+            hit = best >= 0.5
+            hits += hit
+            group_ok += hit and scan.garments[j].group == t.group
+            # What the user gets when tapping the garment that overlaps it most (0: none shown).
+            if ious and best > 0.1:
+                g = scan.garments[j]
+                allowed = (cat_groups == g.group)[None] if (cat_groups == g.group).sum() >= K else None
+                res = search(cv[j : j + 1], cat_vec, allowed)[0]
+                prec = float((cat_labels[res] == t.label).mean())
+            else:
+                prec = 0.0
+            p_garment.append(prec)
+            p_whole.append(float((cat_labels[search(wv[None], cat_vec)[0]] == t.label).mean()))
+            found_ok.append(hit and prec >= 0.3)
+        if sample.kind == "outfit":
+            outfit_n += 1
+            both += len(found_ok) == 2 and all(found_ok)
+    n = len(samples)
+    out = {"photos": n, "refused": round(refused / n, 4) if n else None}
+    if truths:
+        out.update({
+            "garments": truths, "recall_iou50": round(hits / truths, 4),
+            "group_accuracy": round(group_ok / max(1, hits), 4),
+            "p10_per_garment": round(float(np.mean(p_garment)), 4),
+            "p10_whole_photo": round(float(np.mean(p_whole)), 4),
+        })
+    if outfit_n:
+        out["outfits_both_found"] = round(both / outfit_n, 4)
+    return out
+
+
+def run_variant(finder: gm.GarmentFinder, samples, checks, maps, embed: Embedder, whole_vec, catalogue) -> tuple:
+    scans = [finder.decide(c, m) for c, m in zip(checks, maps)]
+    crops = [[gm.crop(s.image, g.box) for g in scan.garments] for s, scan in zip(samples, scans)]
+    flat = [c for cs in crops for c in cs]
+    vec = embed(flat) if flat else np.zeros((0, 1280), np.float32)
+    per, k = [], 0
+    for cs in crops:
+        per.append(vec[k : k + len(cs)])
+        k += len(cs)
+    return evaluate(samples, scans, per, whole_vec, *catalogue), scans
+
+
+# ---- calibration ---------------------------------------------------------------------------------
+def calibrate(finder: gm.GarmentFinder, n: int = 400, seed: int = 99) -> dict:
+    """Clothing-score threshold by Youden's J on training-distribution scenes (not the eval sets)."""
+    samples = [s for s in gs.training_scenes(n, seed=seed, exclude=np.arange(CATALOGUE)) if s.kind != "product"]
+    loose = replace(finder.thresholds, clothing=0.0)
+    f = gm.GarmentFinder(finder.model, None, side=finder.side, thresholds=loose, use_cam=finder.use_cam)
+    f.head, f.head_meta = finder.head, finder.head_meta
+    scores = np.array([f.decide(gm.ProductCheck(False, None, ""), finder.maps(s.image)).clothing_score
+                       for s in samples])
+    neg = np.array([not s.garments for s in samples])
+    grid = np.round(np.arange(0.05, 0.96, 0.01), 2)
+    j = [((scores[neg] < t).mean() - (scores[~neg] < t).mean(), t) for t in grid]
+    best_j, best_t = max(j)
+    return {"threshold": float(best_t), "youden_j": round(float(best_j), 4), "scenes": int((~neg).sum()),
+            "no_garment": int(neg.sum()), "refused_no_garment": round(float((scores[neg] < best_t).mean()), 4),
+            "refused_garment_scenes": round(float((scores[~neg] < best_t).mean()), 4)}
+
+
+# ---- latency ---------------------------------------------------------------------------------------
+def latency(finder: gm.GarmentFinder, embed: Embedder, cat_vec, cat_groups, photos, repeats: int = 1) -> dict:
+    whole, garment = [], []
+    for img in photos:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            v = embed([img])
+            search(v, cat_vec)
+            whole.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            scan = finder.scan(img)
+            if scan.garments:
+                vecs = embed([gm.crop(img, g.box) for g in scan.garments])
+                for g, v in zip(scan.garments, vecs):
+                    search(v[None], cat_vec, (cat_groups == g.group)[None])
+            garment.append(time.perf_counter() - t0)
+    p50w, p50g = statistics.median(whole), statistics.median(garment)
+    return {"photos": len(photos) * repeats, "whole_photo_p50_ms": round(p50w * 1000, 1),
+            "scan_and_garments_p50_ms": round(p50g * 1000, 1),
+            "whole_photo_p90_ms": round(float(np.percentile(whole, 90)) * 1000, 1),
+            "scan_and_garments_p90_ms": round(float(np.percentile(garment, 90)) * 1000, 1),
+            "ratio_p50": round(p50g / p50w, 3)}
+
+
+def scan_only_latency(finder: gm.GarmentFinder, photos) -> float:
+    ts = []
+    for img in photos:
+        t0 = time.perf_counter()
+        finder.scan(img)
+        ts.append(time.perf_counter() - t0)
+    return round(statistics.median(ts) * 1000, 1)
+
+
+# ---- the picture -----------------------------------------------------------------------------------
+COLOURS = {"top": (230, 40, 40), "outerwear": (250, 140, 0), "dress": (200, 0, 200), "bottoms": (30, 90, 255),
+           "shoes": (0, 170, 60), "bag": (0, 170, 190), "other": (120, 120, 120)}
+
+
+def draw_examples(finder: gm.GarmentFinder, pictures: list[tuple[str, Image.Image, tuple]], path: Path,
+                  tile: int = 300) -> None:
+    font = None
+    for cand in ("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",):
+        if Path(cand).is_file():
+            font = ImageFont.truetype(cand, 13)
+    font = font or ImageFont.load_default()
+    cols = 4
+    rows = -(-len(pictures) // cols)
+    sheet = Image.new("RGB", (cols * tile, rows * (tile + 34)), "white")
+    for n, (title, img, truths) in enumerate(pictures):
+        scan = finder.scan(img)
+        im = img.copy()
+        if max(im.size) < 120:
+            im = im.resize((im.width * 6, im.height * 6), Image.Resampling.NEAREST)
+        im.thumbnail((tile - 8, tile - 8))
+        d = ImageDraw.Draw(im)
+        for t in truths:
+            d.rectangle([t[0] * im.width, t[1] * im.height, t[2] * im.width - 1, t[3] * im.height - 1],
+                        outline=(255, 255, 255), width=1)
+        for k, g in enumerate(scan.garments, start=1):
+            b = g.box
+            c = COLOURS[g.group]
+            d.rectangle([b.x0 * im.width, b.y0 * im.height, b.x1 * im.width - 1, b.y1 * im.height - 1],
+                        outline=c, width=3)
+            d.rectangle([b.x0 * im.width, b.y0 * im.height, b.x0 * im.width + 16, b.y0 * im.height + 16], fill=c)
+            d.text((b.x0 * im.width + 4, b.y0 * im.height + 1), str(k), fill="white", font=font)
+        x, y = (n % cols) * tile, (n // cols) * (tile + 34)
+        sheet.paste(im, (x + (tile - im.width) // 2, y + 2))
+        words = ", ".join(f"{k}:{g.group}/{g.label} {g.confidence:.2f}" for k, g in enumerate(scan.garments, 1))
+        verdict = ("product shot · " if scan.product_shot else "") + (words or "no clothing (refused)")
+        dd = ImageDraw.Draw(sheet)
+        dd.text((x + 4, y + tile - 2), f"{title}  score {scan.clothing_score:.2f}", fill="black", font=font)
+        dd.text((x + 4, y + tile + 14), verdict[:48], fill="black", font=font)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+
+
+# ---- the run ---------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--calibrate", action="store_true")
+    p.add_argument("--head", type=Path, default=gm.HEAD_PATH)
+    p.add_argument("--side", type=int, default=gm.SCAN_SIDE)
+    p.add_argument("--sides", type=str, default="", help="also measure these scan sizes (comma-separated)")
+    p.add_argument("--out", type=str, default="garments")
+    p.add_argument("--plot", type=Path, default=ROOT / "docs" / "plots" / "garments_examples.png")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    t_start = time.perf_counter()
+    n_scene, n_outfit, n_product = (60, 50, 80) if args.quick else (200, 150, 240)
+
+    model = gm.load_lite0().eval()
+    embed = Embedder(model)
+    x_train, y_train = gs._fm("train")
+    cat_vec = embed([gs.fm_picture(x_train[i]) for i in range(CATALOGUE)])
+    cat_labels = y_train[:CATALOGUE]
+    cat_groups = np.array([gm.FM_GROUPS[c] for c in cat_labels])
+    catalogue = (cat_vec, cat_labels, cat_groups)
+
+    finder = gm.GarmentFinder(model, args.head, side=args.side)
+    variants = {finder.mode: finder}
+    if finder.head is not None:
+        variants["head"] = gm.GarmentFinder(model, args.head, side=args.side, use_cam=False)
+        variants["cam"] = gm.GarmentFinder(model, None, side=args.side)
+
+    calibration = calibrate(finder) if args.calibrate else None
+    sets = {
+        "garment_in_scene": gs.garment_scene_set(n_scene),
+        "outfits": gs.outfit_set(n_outfit),
+        "no_garment": gs.no_garment_set(),
+        "product_shots": gs.product_shot_set(n_product),
+    }
+    photos_held_out = gs.eval_photos()[1]
+    report: dict = {"machine": machine(), "finder": {"mode": finder.mode, "side": args.side,
+                    "head_fingerprint": finder.head_fingerprint, "thresholds": vars(finder.thresholds)},
+                    "eval_backgrounds_held_out": photos_held_out, "catalogue": CATALOGUE, "sets": {},
+                    "calibration": calibration}
+    examples: list[tuple[str, Image.Image, tuple]] = []
+    for name, samples in sets.items():
+        t0 = time.perf_counter()
+        checks = [gm.product_check(s.image) for s in samples]
+        maps = [finder.maps(s.image) for s in samples]
+        whole = embed([s.image for s in samples])
+        report["sets"][name] = {}
+        for vname, v in variants.items():
+            fig, _scans = run_variant(v, samples, checks, maps, embed, whole, catalogue)
+            report["sets"][name][vname] = fig
+        if name == "product_shots":
+            clean = [i for i, s in enumerate(samples) if s.source == "fashion-mnist"]
+            sub = [samples[i] for i in clean]
+            fig, _ = run_variant(finder, sub, [checks[i] for i in clean], [maps[i] for i in clean], embed,
+                                 whole[clean], catalogue)
+            report["sets"]["product_shots_clean"] = {finder.mode: fig}
+        if name == "no_garment":
+            by_source: dict[str, list[int]] = {}
+            for s, sc in zip(samples, _scans):
+                by_source.setdefault(s.source.split(":")[0], []).append(int(not sc.garments))
+            report["sets"][name]["refused_by_source"] = {k: round(float(np.mean(v)), 3) for k, v in by_source.items()}
+            held = set(gs.available(gs.EVAL_PHOTOS))
+            ref = [int(not sc.garments) for s, sc in zip(samples, _scans) if s.source.split(":", 1)[-1] in held]
+            report["sets"][name]["refused_held_out_photos"] = round(float(np.mean(ref)), 3) if ref else None
+            report["sets"][name]["not_refused"] = [s.source for s, sc in zip(samples, _scans) if sc.garments][:30]
+        print(f"{name}: {len(samples)} pictures in {time.perf_counter() - t0:.0f} s", flush=True)
+        examples += [(name.split("_")[0], s.image, tuple(g.box for g in s.garments)) for s in samples[:3]]
+
+    # Latency: scenes and outfits as a chat would send them, the served variant.
+    lat_photos = [s.image for s in sets["garment_in_scene"][:25] + sets["outfits"][:25]]
+    report["latency"] = latency(finder, embed, cat_vec, cat_groups, lat_photos)
+    report["latency"]["scan_only_p50_ms"] = scan_only_latency(finder, lat_photos)
+    report["latency"]["torch_threads"] = torch.get_num_threads()
+    for side in [int(s) for s in args.sides.split(",") if s]:
+        f = gm.GarmentFinder(model, args.head, side=side)
+        sub = sets["garment_in_scene"][:80] + sets["outfits"][:60]
+        checks = [gm.product_check(s.image) for s in sub]
+        maps = [f.maps(s.image) for s in sub]
+        whole = embed([s.image for s in sub])
+        fig, _ = run_variant(f, sub, checks, maps, embed, whole, catalogue)
+        fig["scan_only_p50_ms"] = scan_only_latency(f, [s.image for s in sub[:30]])
+        report.setdefault("sides", {})[side] = fig
+
+    report["goals"] = goals(report, finder.mode)
+    people = [(ref.split(":")[1].split(".")[0], gs.load_photo(ref), ()) for ref in gs.available(gs.PEOPLE_PHOTOS)]
+    for ref in people:
+        sc = finder.scan(ref[1])
+        report.setdefault("people_photos", {})[ref[0]] = {
+            "garments": [{"group": g.group, "label": g.label, "confidence": g.confidence,
+                          "box": [round(v, 3) for v in g.box.as_tuple()]} for g in sc.garments],
+            "clothing_score": sc.clothing_score}
+    draw_examples(finder, people + examples, args.plot)
+    report["seconds"] = round(time.perf_counter() - t_start, 1)
+    path = save(args.out, report)
+    print_table(report, finder.mode)
+    print(f"wrote {path} and {args.plot}")
+    return 0
+
+
+def goals(r: dict, mode: str) -> dict:
+    s = r["sets"]
+    control = s["product_shots_clean"][mode]["p10_whole_photo"]
+    scene = s["garment_in_scene"][mode]["p10_per_garment"]
+    out = {
+        "scene_vs_control": {"value": round(scene / control, 3), "scene_p10": scene, "control_p10": control},
+        "outfits_both": {"value": s["outfits"][mode]["outfits_both_found"]},
+        "no_garment_refused": {"value": s["no_garment"][mode]["refused"]},
+        "product_refused": {"value": s["product_shots"][mode]["refused"]},
+        "latency_ratio": {"value": r["latency"]["ratio_p50"]},
+    }
+    for k, v in out.items():
+        target = GOALS[k]
+        v["goal"] = target
+        v["met"] = v["value"] <= target if k in ("product_refused", "latency_ratio") else v["value"] >= target
+    return out
+
+
+def print_table(r: dict, mode: str) -> None:
+    cols = ("refused", "recall_iou50", "group_accuracy", "p10_per_garment", "p10_whole_photo", "outfits_both_found")
+    print(f"\n{'set':22s} {'variant':9s} " + " ".join(f"{c[:14]:>14s}" for c in cols))
+    for name, by_variant in r["sets"].items():
+        for vname, fig in by_variant.items():
+            if not isinstance(fig, dict) or "photos" not in fig:
+                continue
+            print(f"{name:22s} {vname:9s} " + " ".join(
+                f"{fig.get(c, ''):>14}" if fig.get(c) is not None else f"{'':>14}" for c in cols))
+    print("\nlatency:", r["latency"])
+    for k, v in r["goals"].items():
+        print(f"goal {k:20s} value {v['value']:<8} goal {v['goal']:<5} {'met' if v['met'] else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

