@@ -25,6 +25,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,9 @@ def write_feed(paths: list[Path], feed: Path) -> None:
 
 
 class Bench:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, batch_size: int | None = None) -> None:
         self.root = root
+        self.batch_size = batch_size
         self.backbone = load_backbone("efficientnet-lite0")
         self.runs = 0
         self.batch_rates: Path | None = None
@@ -87,7 +89,8 @@ class Bench:
         data.mkdir()
         if self.batch_rates is not None:
             shutil.copy(self.batch_rates, data / "batch_rates.json")
-        svc = await FashionService.create(make_settings(data), backbone=self.backbone)
+        extra = {"batch_size": self.batch_size} if self.batch_size else {}
+        svc = await FashionService.create(make_settings(data, **extra), backbone=self.backbone)
         if self.batch_rates is None and (data / "batch_rates.json").exists():
             self.batch_rates = data / "batch_rates.json"
         return svc
@@ -150,17 +153,61 @@ class Bench:
         finally:
             await svc.close()
 
+    async def stage_costs(self, jpeg: Path) -> dict[str, Any]:
+        """Each stage alone, per image, on one thread: where the time goes when nothing
+        overlaps (decode and thumbnail, the database commit, the index insert)."""
+        svc = await self.service()
+        try:
+            enc, size = svc.encoder, svc.encoder.input_size
+            images, _ = ingest.load_fashion_mnist("train")
+            rows = list(ingest.fashion_mnist_rows("train", EMBED_CHUNK, data=(images, _)))
+            data = await asyncio.to_thread(jpeg.read_bytes)
 
-async def main_async(quick: bool) -> dict[str, Any]:
+            def per_image(fn: Any, n: int) -> float:
+                t0 = time.perf_counter()
+                for i in range(n):
+                    fn(i)
+                return (time.perf_counter() - t0) / n * 1e3
+
+            fm_ms = per_image(lambda i: rows[i].synth(size), EMBED_CHUNK)  # type: ignore[misc]
+            jpeg_ms = per_image(lambda _i: enc.prepare_sync(data, True), 32)
+            pixels = np.stack([r.synth(size).pixels for r in rows])  # type: ignore[misc]
+            vectors = await enc.embed(pixels)
+            items = [
+                replace(r.item, image=b"x" * 900, embedding=v.tobytes(), embedding_model=svc.model_key)
+                for r, v in zip(rows, vectors)
+            ]
+            t0 = time.perf_counter()
+            await svc.store.add_items(items)
+            db_ms = (time.perf_counter() - t0) / len(items) * 1e3
+            t0 = time.perf_counter()
+            svc.catalogue.index.add(np.arange(10_000, 10_000 + len(vectors)), vectors)
+            index_ms = (time.perf_counter() - t0) / len(vectors) * 1e3
+            return {
+                "fashion_mnist_decode_ms": fm_ms,
+                "jpeg_600x800_decode_thumbnail_letterbox_ms": jpeg_ms,
+                "db_commit_ms_per_item": db_ms,
+                "index_insert_ms_per_item": index_ms,
+            }
+        finally:
+            await svc.close()
+
+
+async def main_async(quick: bool, batch_size: int | None = None) -> dict[str, Any]:
     sizes = (
         {"model": 512, "fashion_mnist": 1024, "demo": 2000, "feed": 128}
         if quick
         else {"model": 1024, "fashion_mnist": 2000, "demo": 5000, "feed": 256}
     )
-    out: dict[str, Any] = {"machine": machine(), "sizes": sizes, "backbone": "efficientnet-lite0"}
+    out: dict[str, Any] = {
+        "machine": machine(),
+        "sizes": sizes,
+        "backbone": "efficientnet-lite0",
+        "batch_size_setting": batch_size or "measured at start-up",
+    }
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         root = Path(tmp)
-        bench = Bench(root)
+        bench = Bench(root, batch_size)
         pictures = root / "pictures"
         pictures.mkdir()
         feed = pictures / "feed.csv"
@@ -184,6 +231,8 @@ async def main_async(quick: bool) -> dict[str, Any]:
             f"demo {sizes['demo']} items: {demo['images_per_s']:.1f} img/s; "
             f"model alone again {model_end['images_per_s']:.1f}"
         )
+        costs = await bench.stage_costs(pictures / "p0000.jpg")
+        log("stage costs (ms per image, one thread): " + ", ".join(f"{k} {v:.2f}" for k, v in costs.items()))
         model_rate = (model["images_per_s"] + model_end["images_per_s"]) / 2
         out |= {
             "model_alone": model,
@@ -203,6 +252,7 @@ async def main_async(quick: bool) -> dict[str, Any]:
                 "after_vs_model": feed_after["images_per_s"] / model_rate,
             },
             "demo": demo | {"vs_model": demo["images_per_s"] / model_rate, "goal": 0.8},
+            "stage_costs": costs | {"model_ms_per_image": 1e3 / model_rate},
             "seconds": time.perf_counter() - started,
         }
         out["machine"]["load_average_end"] = os.getloadavg()
@@ -212,8 +262,9 @@ async def main_async(quick: bool) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes (demo 2,000 items)")
+    parser.add_argument("--batch-size", type=int, default=None, help="fix the embedder's batch (default: measured)")
     args = parser.parse_args()
-    result = asyncio.run(main_async(args.quick))
+    result = asyncio.run(main_async(args.quick, args.batch_size))
     path = save("ingest", result)
     f, d = result["fashion_mnist"], result["demo"]
     log(

@@ -209,6 +209,7 @@ async def cmd_trend(args: argparse.Namespace, settings: Settings) -> int:
         final = None
         bar = _progress(None, f"trend {' '.join(args.tag)}", unit="product")
         async for progress in service.trend(" ".join(args.tag), UserRef("cli", "local")):
+            bar.set_description_str(f"trend {progress.tag}", refresh=False)
             if progress.done:
                 final = progress
                 break

@@ -33,7 +33,7 @@ from bot.flows import PhotoRequest, Refusal, TrendUnavailable, trend_updates
 from bot.web.pages import item_page_html, page
 from bot.web.serialise import image_type, json_error, progress_json, recommendation_json, style_json
 from bot.web.state import ADDRESS, SET_UID, UID, is_new_visitor, state_of, user_of
-from bot.web.upload import MULTIPART_OVERHEAD, NOT_MULTIPART, TooLarge, parse_region, read_photo
+from bot.web.upload import NOT_MULTIPART, TooLarge, parse_region, read_photo
 from engine.errors import UnknownItem
 from engine.types import StyleSummary, TrendProgress
 
@@ -131,7 +131,6 @@ async def recommend(request: web.Request) -> web.Response:
     state = state_of(request)
     if state.uploads.locked():
         return json_error(503, BUSY, retry_after=5)
-    declared = request.content_length
     limit = state.flow.limit_bytes
 
     async def download() -> bytes | Refusal:
@@ -145,11 +144,9 @@ async def recommend(request: web.Request) -> web.Response:
         photo_request.whole_photo = fields.get("whole_photo") == "1"
         return photo
 
-    photo_request = PhotoRequest(
-        user=user_of(request),
-        declared_size=None if declared is None else max(0, declared - MULTIPART_OVERHEAD),
-        download=download,
-    )
+    # The declared size (Content-Length) is read_photo's first check, before any byte of
+    # the body is read: the flow's order holds (rate limit → declared size → read).
+    photo_request = PhotoRequest(user=user_of(request), declared_size=None, download=download)
     result = await state.flow.photo(photo_request, extra_keys=[f"address:{request[ADDRESS]}"], slot=state.uploads)
     if isinstance(result, Refusal):
         return _refusal(result)

@@ -316,7 +316,7 @@ def fake_env(monkeypatch, data_dir: Path, settings) -> None:
 
 
 async def test_cli_trend(catalogue_dir, tmp_path, monkeypatch, capsys, loopback_spy) -> None:
-    """`fashionbot trend TAG` prints progress lines and the summary; `fashionbot trend` lists trends."""
+    """`fashionbot trend TAG` shows a progress bar and one summary; `fashionbot trend` lists trends."""
     from bot.cli import main
 
     data_dir = tmp_path / "data"
@@ -330,13 +330,12 @@ async def test_cli_trend(catalogue_dir, tmp_path, monkeypatch, capsys, loopback_
         assert await asyncio.to_thread(main, ["trend", "Red", "dress"]) == 0
     from bot.render import trend_progress_text
 
-    out = capsys.readouterr().out.splitlines()
-    first = trend_progress_text(TrendProgress("red dress", shops_total=1)).splitlines()
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
     header = trend_progress_text(TrendProgress("red dress", done=True)).splitlines()[0]
-    assert out[0] == first[-1]  # progress: the counts line of each snapshot
-    end = out.index(header)
-    assert end >= 2 and all(line.startswith(first[-1].split(":")[0]) for line in out[:end])
-    summary = out[end:]
+    assert out[0] == header  # progress went to the bar (stderr): stdout is the summary alone
+    assert "trend red dress" in captured.err and "indexed 3" in captured.err  # the bar's last state
+    summary = out
     assert summary[1] == trend_progress_text(TrendProgress("red dress", 1, 1, 3, 3, 0, done=True)).splitlines()[1]
     assert len(summary) == 6  # header, counts, "Best new items:", three items
     assert all(any(p.title in line for line in summary[3:]) for p in a.products)
@@ -368,16 +367,16 @@ async def test_killed_trend_leaves_nothing_half_written(catalogue_dir, tmp_path,
             sys.executable, "-m", "bot.cli", "trend", "dress",
             cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
-        lines: list[str] = []
+        seen = ""
         indexed_at_kill = 0
         try:
-            while True:
-                line = (await asyncio.wait_for(child.stdout.readline(), 120)).decode()
-                assert line, "the child ended before indexing anything: " + (await child.stderr.read()).decode()[-2000:]
-                lines.append(line)
-                found = re.search(r"indexed: (\d+)", line)
-                if found and int(found.group(1)) > 0:
-                    indexed_at_kill = int(found.group(1))
+            while True:  # the progress bar (stderr) says "indexed N" as items are committed
+                chunk = (await asyncio.wait_for(child.stderr.read(4096), 120)).decode(errors="replace")
+                assert chunk, "the child ended before indexing anything: " + seen[-2000:]
+                seen += chunk
+                found = [int(n) for n in re.findall(r"indexed (\d+)", seen)]
+                if found and found[-1] > 0:
+                    indexed_at_kill = found[-1]
                     child.send_signal(signal.SIGKILL)  # no close(), no index save, no goodbye
                     break
         finally:
@@ -385,7 +384,7 @@ async def test_killed_trend_leaves_nothing_half_written(catalogue_dir, tmp_path,
                 child.kill()
             await child.wait()
         assert child.returncode == -signal.SIGKILL
-        assert not any("done" in line for line in lines)
+        assert b"done" not in await child.stdout.read()
 
         # restart from the same data dir: what was committed is indexed (top-up), nothing more
         svc = await FashionService.create(settings, backbone=backbone)

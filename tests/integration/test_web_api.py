@@ -463,3 +463,71 @@ async def test_start_web_binds_loopback_by_default(service):
         assert sockets and all(addr[0] == "127.0.0.1" for addr in sockets)
     finally:
         await server.close()
+
+
+# ---- hardening (issue 16, #3) -------------------------------------------------------------------------
+async def test_limits_hold_for_visitors_without_a_cookie(make_client, photo_of):
+    """A client that drops its cookie is a new user each time, but the same address."""
+    client = await make_client(rate_limit_per_minute=2)
+    statuses = []
+    for nth in range(3):
+        client.session.cookie_jar.clear()
+        resp = await client.post("/api/recommend", data=photo_form(photo_of("Coat", nth)), headers=origin(client))
+        statuses.append(resp.status)
+    assert statuses == [200, 200, 429]
+    client.session.cookie_jar.clear()
+    assert (await client.get("/api/style")).status == 200
+    client.session.cookie_jar.clear()
+    assert (await client.get("/api/style")).status == 200
+    client.session.cookie_jar.clear()
+    assert (await client.get("/api/style")).status == 429  # /style is rate-limited too
+
+
+async def test_forwarded_for_counts_only_behind_a_trusted_proxy(make_client, photo_of):
+    for trusted, expected in ((False, [200, 429]), (True, [200, 200])):
+        client = await make_client(rate_limit_per_minute=1, web_trusted_proxy=trusted)
+        statuses = []
+        for n in range(2):
+            client.session.cookie_jar.clear()
+            headers = origin(client) | {"X-Forwarded-For": f"203.0.113.{n + 1}"}
+            statuses.append((await client.get("/api/style", headers=headers)).status)
+        assert statuses == expected, trusted
+
+
+async def test_browsing_creates_no_rows(make_client, service):
+    from sqlalchemy import func, select
+
+    from db.models import UserRow
+
+    async with service.store.session() as s:
+        before = (await s.execute(select(func.count(UserRow.id)))).scalar_one()
+    client = await make_client()
+    for path in ("/", "/api/config", "/api/style", "/api/trends", "/api/about"):
+        client.session.cookie_jar.clear()
+        assert (await client.get(path)).status == 200, path
+    client.session.cookie_jar.clear()
+    assert (await client.post("/api/forget", json={"confirm": True}, headers=origin(client))).status == 200
+    async with service.store.session() as s:
+        assert (await s.execute(select(func.count(UserRow.id)))).scalar_one() == before
+
+
+async def test_concurrent_uploads_are_capped(service, photo_of):
+    client = TestClient(TestServer(build_web_app(service, service.settings, max_uploads=1), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+        boundary = "xyz"
+        writer.write(
+            (f"POST /api/recommend HTTP/1.1\r\nHost: 127.0.0.1:{client.port}\r\nOrigin: http://127.0.0.1:{client.port}\r\n"
+             f"Content-Type: multipart/form-data; boundary={boundary}\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+        )
+        part = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"a.jpg\"\r\n"
+                "Content-Type: image/jpeg\r\n\r\n").encode() + b"\xff\xd8\xff"
+        writer.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.3)  # the slow upload holds the only slot
+        resp = await client.post("/api/recommend", data=photo_form(photo_of("Bag")), headers=origin(client))
+        assert resp.status == 503 and "try again" in (await resp.json())["error"]
+        writer.close()
+    finally:
+        await client.close()
