@@ -173,13 +173,25 @@ class Bench:
             jpeg_ms = per_image(lambda _i: enc.prepare_sync(data, True), 32)
             pixels = np.stack([r.synth(size).pixels for r in rows])  # type: ignore[misc]
             vectors = await enc.embed(pixels)
-            items = [
-                replace(r.item, image=b"x" * 900, embedding=v.tobytes(), embedding_model=svc.model_key)
-                for r, v in zip(rows, vectors)
-            ]
+
+            def items(tag: str) -> list[Any]:
+                return [
+                    replace(
+                        r.item,
+                        external_id=f"{tag}-{r.line}",
+                        image=b"x" * 900,
+                        embedding=v.tobytes(),
+                        embedding_model=svc.model_key,
+                    )
+                    for r, v in zip(rows, vectors)
+                ]
+
+            await svc.store.add_items(items("warm-up"))  # the first commit compiles SQLAlchemy's statements
+            chunks = [items(f"c{k}") for k in range(3)]
             t0 = time.perf_counter()
-            await svc.store.add_items(items)
-            db_ms = (time.perf_counter() - t0) / len(items) * 1e3
+            for chunk in chunks:
+                await svc.store.add_items(chunk)
+            db_ms = (time.perf_counter() - t0) / (3 * len(rows)) * 1e3
             t0 = time.perf_counter()
             svc.catalogue.index.add(np.arange(10_000, 10_000 + len(vectors)), vectors)
             index_ms = (time.perf_counter() - t0) / len(vectors) * 1e3
@@ -195,9 +207,9 @@ class Bench:
 
 async def main_async(quick: bool, batch_size: int | None = None) -> dict[str, Any]:
     sizes = (
-        {"model": 512, "fashion_mnist": 1024, "demo": 2000, "feed": 128}
+        {"model": 512, "fashion_mnist": 768, "demo": 2000, "feed": 96}
         if quick
-        else {"model": 1024, "fashion_mnist": 2000, "demo": 5000, "feed": 256}
+        else {"model": 1024, "fashion_mnist": 1536, "demo": 5000, "feed": 192}
     )
     out: dict[str, Any] = {
         "machine": machine(),
@@ -215,12 +227,28 @@ async def main_async(quick: bool, batch_size: int | None = None) -> dict[str, An
         started = time.perf_counter()
         model = await bench.model_alone(sizes["model"])
         log(f"model alone: {model['images_per_s']:.1f} img/s (batch {model['batch_size']}, {model['precision']})")
-        # Before and after interleaved, so a passing load on the machine hits both alike.
-        before = await bench.fashion_mnist(sizes["fashion_mnist"], staged=False)
-        after = await bench.fashion_mnist(sizes["fashion_mnist"], staged=True)
+        # Before and after interleaved (twice, best of each), so a passing load on this shared
+        # machine hits both alike.
+        pairs = [
+            (
+                await bench.fashion_mnist(sizes["fashion_mnist"], staged=False),
+                await bench.fashion_mnist(sizes["fashion_mnist"], staged=True),
+            )
+            for _ in range(2)
+        ]
+        before = max((p[0] for p in pairs), key=lambda r: r["images_per_s"]) | {"runs": [p[0] for p in pairs]}
+        after = max((p[1] for p in pairs), key=lambda r: r["images_per_s"]) | {"runs": [p[1] for p in pairs]}
         log(f"fashion-mnist ingest: before {before['images_per_s']:.1f}, after {after['images_per_s']:.1f} img/s")
-        feed_before = await bench.feed(feed, sizes["feed"], staged=False)
-        feed_after = await bench.feed(feed, sizes["feed"], staged=True)
+        feed_pairs = [
+            (await bench.feed(feed, sizes["feed"], staged=False), await bench.feed(feed, sizes["feed"], staged=True))
+            for _ in range(2)
+        ]
+        feed_before = max((p[0] for p in feed_pairs), key=lambda r: r["images_per_s"]) | {
+            "runs": [p[0] for p in feed_pairs]
+        }
+        feed_after = max((p[1] for p in feed_pairs), key=lambda r: r["images_per_s"]) | {
+            "runs": [p[1] for p in feed_pairs]
+        }
         log(
             f"feed (600x800 JPEG): before {feed_before['images_per_s']:.1f}, "
             f"after {feed_after['images_per_s']:.1f} img/s"

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 from dataclasses import dataclass
 
 from engine.config import Settings
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class FrontEnd:
     name: str
-    start: Callable[[], Awaitable[None]]
+    start: Callable[[], Coroutine[Any, Any, object]]
 
 
 def startup_error_line(name: str, err: BaseException) -> str | None:

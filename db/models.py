@@ -3,7 +3,7 @@
 Users' photos are kept only as embeddings, never as pictures."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     Boolean,
@@ -27,7 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # Constraint names follow one convention, so a later migration can drop or alter a
@@ -100,7 +100,7 @@ class UserRow(Base):
     platform_user_id: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    photos: Mapped[list["PhotoRow"]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+    photos: Mapped[list[PhotoRow]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
 
 
 class PhotoRow(Base):
@@ -121,7 +121,7 @@ class PhotoRow(Base):
     whole: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    garments: Mapped[list["GarmentRow"]] = relationship(
+    garments: Mapped[list[GarmentRow]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, order_by="GarmentRow.number"
     )
 

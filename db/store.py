@@ -191,7 +191,7 @@ class Store:
             self._singletons[name] = None
             return True
         lock_path = Path(f"{path}.{hashlib.sha256(name.encode()).hexdigest()[:12]}.lock")
-        handle: IO[str] = open(lock_path, "a+")  # noqa: SIM115 - held until released
+        handle: IO[str] = open(lock_path, "a+")  # noqa: ASYNC230, SIM115 - a tiny local file, held until released
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -208,7 +208,11 @@ class Store:
         held = self._singletons.pop(name, None)
         if isinstance(held, AsyncConnection):
             with contextlib.suppress(Exception):
-                await held.close()  # closing the session releases its advisory locks
+                # The connection goes back to the pool, so the session (and its lock) lives on: unlock.
+                await held.execute(text("SELECT pg_advisory_unlock_all()"))
+                await held.commit()
+            with contextlib.suppress(Exception):
+                await held.close()
         elif held is not None:
             held.close()
 
@@ -329,7 +333,7 @@ class Store:
             if not rows:
                 return
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            vecs = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+            vecs = np.stack([np.frombuffer(r[1] or b"", dtype=np.float32) for r in rows])
             last = int(ids[-1])
             yield ids, vecs
 
@@ -528,18 +532,23 @@ class Store:
             if uid is None:
                 return counts
             photo_ids = select(PhotoRow.id).where(PhotoRow.user_id == uid).scalar_subquery()
-            counts["garments"] = (
+            counts["garments"] = _rowcount(
                 await s.execute(delete(GarmentRow).where(GarmentRow.photo_id.in_(photo_ids)))
-            ).rowcount or 0
+            )
             for key, table, col in (
                 ("recommendations", RecommendationRow, RecommendationRow.user_id),
                 ("feedback", FeedbackRow, FeedbackRow.user_id),
                 ("photos", PhotoRow, PhotoRow.user_id),
             ):
-                counts[key] = (await s.execute(delete(table).where(col == uid))).rowcount or 0
+                counts[key] = _rowcount(await s.execute(delete(table).where(col == uid)))
             await s.execute(update(TrendRow).where(TrendRow.started_by == uid).values(started_by=None))
-            counts["users"] = (await s.execute(delete(UserRow).where(UserRow.id == uid))).rowcount or 0
+            counts["users"] = _rowcount(await s.execute(delete(UserRow).where(UserRow.id == uid)))
         return counts
+
+
+def _rowcount(result: object) -> int:
+    """Rows a DML statement touched (a CursorResult's rowcount; typed as a plain Result)."""
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI types

@@ -290,7 +290,7 @@ async def shop_pictures(store: Store, ids: Iterable[int]) -> dict[int, ShopPictu
                 ItemRow.id.in_(wanted), ItemRow.source.like("shop:%"), ItemRow.shop.is_not(None)
             )
         )
-        return {r[0]: ShopPicture(r[0], r[1], r[2], r[3]) for r in rows}
+        return {r[0]: ShopPicture(r[0], r[1] or "", r[2], r[3]) for r in rows}
 
 
 async def record_listings(

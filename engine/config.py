@@ -86,6 +86,11 @@ class FrontendSettings(_FromEnvironment):
     telegram_base_url: str | None = None
     telegram_base_file_url: str | None = None
     discord_api_url: str | None = None
+    discord_sync: bool = Field(
+        default=False,
+        description="Sync Discord's slash commands at start-up even when they look unchanged "
+        "(they are synced anyway when the command tree changed).",
+    )
     web_host: str = "127.0.0.1"
     web_port: int = 8080
     web_trusted_proxy: bool = Field(

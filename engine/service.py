@@ -25,6 +25,7 @@ from db.store import NewGarment, Store, StoredPhoto
 from engine.api import Progress
 from engine.catalogue import ingest as pipeline
 from engine.catalogue.catalogue import Catalogue
+from engine.catalogue.follower import Follower
 from engine.config import Settings
 from engine.errors import ServiceError, UnknownItem
 from engine.styles import profile as styles
@@ -48,13 +49,8 @@ from engine.vision.backbones import LoadedBackbone
 from engine.vision.models import load_model
 from engine.vision.embedder import Embedder
 from engine.vision.encoder import Encoder, PreparedImage
-try:  # TODO(integration): the garment finder lands with issue 15
-    from engine.vision.garments import GarmentFinder, crop, group_of_category
-except ImportError:  # pragma: no cover
-    GarmentFinder = None  # type: ignore
-    crop = None  # type: ignore
-    def group_of_category(_c):  # type: ignore
-        return None
+from engine.vision.garments import Box as FinderBox
+from engine.vision.garments import GarmentFinder, crop, group_of_category
 
 log = logging.getLogger(__name__)
 
@@ -125,21 +121,25 @@ class FashionService:
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fashion-io")
         encoder = Encoder(settings, embedder, pool)
         finder = None
-        if settings.garments and GarmentFinder is not None:
+        if settings.garments:
             finder = await encoder.on_model_thread(partial(GarmentFinder.for_backbone, backbone))
         catalogue = Catalogue(settings, store, backbone, pool, group_of=group_of_category)
         service = cls(settings, store, encoder, catalogue, finder)
         service._pool = pool
         await catalogue.open()
+        service._follower = Follower.start(catalogue)  # other workers' commits, removals and duplicates
         return service
 
     _pool: ThreadPoolExecutor | None = None
+    _follower: Follower | None = None
 
     async def close(self) -> None:
         """Save the index and release everything; safe to call twice."""
         if self._closed:
             return
         self._closed = True
+        if self._follower is not None:
+            await self._follower.stop()
         await self._trends.close()  # stop running trends before the store goes away
         if self.catalogue.problem is None and len(self.catalogue):
             await self.catalogue.save()
@@ -226,7 +226,7 @@ class FashionService:
         disliked: set[int] = set()
         whole = queries[0] if queries[0].number == 0 else None
         if user is not None:
-            user_id = await self.store.user_id(user.platform, user.user_id)
+            user_id = await self._user_id(user)
             garments = [q for q in queries if q.number > 0]
             whole_vector = next(q.vector for q in queries if q.number == 0)
             photo_id = await self.store.add_photo(
@@ -272,7 +272,7 @@ class FashionService:
                 (g.group, g.label, Box(g.box.x0, g.box.y0, g.box.x1, g.box.y1), float(g.confidence))
                 for g in scan.garments
             ]
-        crops = await self.encoder.run(lambda: [crop(picture, b) for _, _, b, _ in found])
+        crops = await self.encoder.run(lambda: [crop(picture, _finder_box(b)) for _, _, b, _ in found])
         vectors = await self.encoder.embed_pictures([picture, *crops])
         queries = [_Query(0, "other", "whole photo", everything, 1.0, vectors[0], None)]
         for n, ((group, label, box, conf), vector) in enumerate(zip(found, vectors[1:]), start=1):
@@ -285,6 +285,12 @@ class FashionService:
         if whole_photo or region is None and self.finder is None:
             return queries, False  # whole-photo first (number 0 is current)
         return ([q for q in queries if q.number > 0] + [queries[0]]), no_garment
+
+    async def _user_id(self, user: UserRef) -> int:
+        """The user's row id, created on first sight."""
+        found = await self.store.user_id(user.platform, user.user_id)
+        assert found is not None  # create=True always yields one
+        return found
 
     async def switch(
         self, user: UserRef | None, request_id: int, garment: int | None, k: int | None = None
@@ -408,8 +414,7 @@ class FashionService:
         if value not in (1, -1):
             raise ValueError("feedback is +1 or -1")
         await self.item(item_id)
-        user_id = await self.store.user_id(user.platform, user.user_id)
-        await self.store.set_feedback(user_id, item_id, value)
+        await self.store.set_feedback(await self._user_id(user), item_id, value)
 
     async def forget(self, user: UserRef) -> dict[str, int]:
         user_id = await self.store.user_id(user.platform, user.user_id, create=False)
@@ -430,7 +435,7 @@ class FashionService:
             count = len(photos)
             if count >= self.settings.style_min_photos and len(self.catalogue):
                 profile = await self._profile(user_id)
-        if profile is None:
+        if profile is None or user_id is None:
             return StyleSummary(
                 photo_count=count,
                 needed=max(0, self.settings.style_min_photos - count),
@@ -520,3 +525,7 @@ def _garment(q: _Query, items: list[ScoredItem]) -> Garment:
 
 def _stored_garment(g: NewGarment) -> Garment:
     return Garment(number=g.number, group=g.group, label=g.label, box=Box(*g.box), confidence=g.confidence)
+
+
+def _finder_box(box: Box) -> FinderBox:
+    return FinderBox(box.x0, box.y0, box.x1, box.y1)

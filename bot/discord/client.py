@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import io
+import json
 import logging
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import discord
@@ -36,12 +41,34 @@ HELP = (
     "or mention me in a channel with a photo attached."
 )
 RESULTS_HEADER = "The {n} most similar items I found:"
+NO_PICTURE = "That message has no picture I can look at. Use “Find similar” on a message with a photo."
+FIND_SIMILAR = "Find similar"
+COMMANDS_HASH_FILE = "discord-commands.sha256"
+MAX_CHOICES = 25  # Discord: autocomplete suggestions per answer
+GUILD_READY_TIMEOUT = 1.0  # s to wait for GUILD_CREATEs after READY (discord.py's default: 2)
 
 Reply = dict[str, Any]  # keyword arguments for Messageable.send / Webhook.send
 
 
 class FashionTree(app_commands.CommandTree[discord.Client]):
-    """The slash-command tree; a command's unexpected error becomes one friendly answer."""
+    """The slash-command tree (installable in servers and by users, usable in servers,
+    DMs and group DMs); a command's unexpected error becomes one friendly answer."""
+
+    def __init__(self, client: discord.Client) -> None:
+        super().__init__(
+            client,
+            allowed_installs=app_commands.AppInstallationType(guild=True, user=True),
+            allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=True),
+        )
+
+    def commands_hash(self, application_id: int | None) -> str:
+        """A hash of what a sync would send (every command's JSON, and the application
+        it belongs to): equal hashes, nothing to sync."""
+        payload = sorted(
+            (c.to_dict(self) for c in self.get_commands()), key=lambda d: (int(d.get("type", 1)), str(d["name"]))
+        )
+        text = json.dumps({"application_id": application_id, "commands": payload}, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         log.error("slash command failed: %s", error, exc_info=error)
@@ -64,28 +91,65 @@ class FashionBot(discord.Client):
         options.setdefault("max_messages", None)
         options.setdefault("chunk_guilds_at_startup", False)
         options.setdefault("allowed_mentions", discord.AllowedMentions.none())
+        options.setdefault("guild_ready_timeout", GUILD_READY_TIMEOUT)
         super().__init__(intents=intents, **options)
         self.service = service
         self.settings = settings
         self.flow = PhotoFlow(service, settings)
         self.tree = FashionTree(self)
+        self.synced: bool | None = None  # whether this start synced the commands
+        self._announced = False
         self._register_commands()
 
     # ---- start-up ---------------------------------------------------------------------
+    @property
+    def commands_hash_path(self) -> Path:
+        return Path(self.settings.data_dir) / COMMANDS_HASH_FILE
+
     async def setup_hook(self) -> None:
         self.add_dynamic_items(FeedbackButton, ForgetButton, SwitchButton)
+        # FASHIONBOT_DISCORD_SYNC=true (the CLI's --sync) forces a sync
+        await self.sync_commands(force=self.settings.discord_sync)
+
+    async def sync_commands(self, *, force: bool = False) -> bool:
+        """Sync the command tree with Discord only when it changed since the last sync
+        (its hash is kept in the data dir) or when ``force``d: syncing on every start is
+        what gets bots rate-limited. Returns whether it synced."""
+        digest = self.tree.commands_hash(self.application_id)
+        path = self.commands_hash_path
+        try:
+            known = path.read_text().strip()
+        except OSError:
+            known = ""
+        if not force and known == digest:
+            log.info("Discord: slash commands unchanged, not synced (FASHIONBOT_DISCORD_SYNC=true forces it)")
+            self.synced = False
+            return False
         synced = await self.tree.sync()
-        log.info("Discord: %d slash commands synced", len(synced))
+        log.info("Discord: %d commands synced", len(synced))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(digest + "\n")
+            tmp.replace(path)
+        except OSError as err:  # the next start syncs again: harmless
+            log.warning("Discord: couldn't record the synced commands in %s: %s", path, err)
+        self.synced = True
+        return True
 
     async def close(self) -> None:
-        # discord.py leaves the task that waits for guilds before `on_ready` running
-        # after close(); it then fails on the closed client. Stop it first.
-        ready = getattr(self._connection, "_ready_task", None)
-        if ready is not None and not ready.done():
-            ready.cancel()
+        # After READY, discord.py waits up to guild_ready_timeout for the guilds before it
+        # dispatches `ready`; closing inside that window leaves the waiting task to run
+        # against the closed client. Let it finish first (bounded, public API only).
+        if self.user is not None and not self.is_ready() and not self.is_closed():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wait_until_ready(), GUILD_READY_TIMEOUT + 2)
         await super().close()
 
     async def on_ready(self) -> None:
+        if not self._announced:  # on_ready comes again after a reconnect
+            self._announced = True
+            print(f"Discord: connected as {self.user}", file=sys.stderr, flush=True)
         log.info("Discord: connected as %s", self.user)
 
     # ---- slash commands -------------------------------------------------------------
@@ -107,6 +171,18 @@ class FashionBot(discord.Client):
         @app_commands.describe(tag="What to look for, e.g. dress")
         async def trend(interaction: discord.Interaction, tag: app_commands.Range[str, 1, 50]) -> None:
             await self.trend_command(interaction, tag)
+
+        @trend.autocomplete("tag")
+        async def trend_tags(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+            return await self.trend_choices(current)
+
+        async def find_similar(interaction: discord.Interaction, message: discord.Message) -> None:
+            await self.deferred(
+                interaction, lambda: self.message_photo_reply(interaction.user, message), ephemeral=True,
+                what="Find similar",
+            )
+
+        tree.add_command(app_commands.ContextMenu(name=FIND_SIMILAR, callback=find_similar))
 
         @tree.command(name="forget", description="Delete everything I keep about you")
         async def forget(interaction: discord.Interaction) -> None:
@@ -180,6 +256,30 @@ class FashionBot(discord.Client):
                 log.exception("could not report an error")
 
     # ---- the work ---------------------------------------------------------------------
+    async def trend_choices(self, current: str) -> list[app_commands.Choice[str]]:
+        """Known trends for /trend's autocomplete: those containing what was typed, the
+        ones starting with it first; never an error (an empty list instead)."""
+        try:
+            known = await self.service.trends()
+        except Exception:
+            log.warning("/trend autocomplete: no trends", exc_info=True)
+            return []
+        typed = current.strip().lower()
+        tags = [t.tag for t in known if t.tag and len(t.tag) <= 100 and typed in t.tag.lower()]
+        tags.sort(key=lambda tag: not tag.lower().startswith(typed))
+        unique = list(dict.fromkeys(tags))[:MAX_CHOICES]
+        return [app_commands.Choice(name=tag, value=tag[:50]) for tag in unique]
+
+    async def message_photo_reply(self, user: discord.abc.User, message: discord.Message) -> Reply:
+        """"Find similar" on a message: its first picture (an attachment that declares an
+        image), through the same photo flow as /recommend."""
+        attachment = next(
+            (a for a in message.attachments if (a.content_type or "").lower().startswith("image/")), None
+        ) or first_image([a for a in message.attachments if attachment_refusal(a) is None])
+        if attachment is None:
+            return {"content": NO_PICTURE}
+        return await self.photo_reply(user, attachment)
+
     async def photo_reply(self, user: discord.abc.User, attachment: discord.Attachment) -> Reply:
         """The shared photo flow (rate limit → declared type and size → download → recommend)."""
 

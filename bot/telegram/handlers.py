@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from telegram import InputMediaPhoto, Message, ReplyParameters, Update
-from telegram.constants import ChatAction, ChatType
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, Message, ReplyParameters, Update
+from telegram.constants import ChatAction, ChatType, MessageEntityType
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
@@ -29,15 +30,23 @@ from bot.telegram.keyboards import (
 )
 from bot.telegram.media import AlbumPictures, pick_photo
 from bot.telegram.text import CALLBACK_ANSWER_MAX, CAPTION_MAX, TEXT_MAX, fit, split_message, tg_len
+from bot.urls import is_public_url
 from engine.api import FashionAPI
 from engine.config import Settings
-from engine.types import Recommendation, ScoredItem, UserRef
+from engine.errors import ServiceError
+from engine.types import Item, Recommendation, ScoredItem, UserRef
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
 ALBUM_MIN, ALBUM_MAX = 2, 10
 PHOTO_CONCURRENCY = 32  # photos downloaded + recommended at once (one embedder batch; more wait)
+CHAT_ACTION_EVERY = 4.0  # s: Telegram shows a chat action for 5 s, so renew it before it fades
+# Renewals are cosmetic and share the flood limit (30 requests/s) with the answers: under a
+# burst of users they would slow every answer down, so all chats together renew at most
+# this many times a second (the first action of each photo is always sent).
+CHAT_ACTION_RENEWALS_PER_S = 2.0
+DEEP_LINK_RE = re.compile(r"item_(\d{1,12})")
 COMMANDS = [
     ("help", "What I can do"),
     ("style", "Your personal style"),
@@ -56,6 +65,26 @@ NOT_AN_IMAGE = (
 TREND_STARTED = "Trend “{tag}”: searching shops…"
 FORGET_KEPT = "OK, I've kept everything."
 BUTTON_EXPIRED = "That button no longer works. Send me a new photo."
+# What an empty chat with the bot shows (setMyDescription: ≤ 512 characters) and its
+# profile / share text (setMyShortDescription: ≤ 120).
+DESCRIPTION = (
+    "Send me a photo of an outfit or a piece of clothing and I'll find the most similar items in the "
+    "catalogue, with their prices and shop links. /style shows your personal style, /trend searches shops "
+    "for something new.\n\nI don't keep your photos: only what I need to answer (a few numbers per photo), "
+    "and /forget deletes all of it."
+)
+SHORT_DESCRIPTION = "Send a photo of an outfit, get similar fashion items. I keep no photos."
+ITEM_LINK = "Open in the shop ↗"
+
+
+def deep_link(bot_username: str, item_id: int) -> str:
+    """The t.me link that opens ``item_id`` in a chat with the bot (``/start item_<id>``)."""
+    return f"https://t.me/{bot_username.lstrip('@')}?start=item_{int(item_id)}"
+
+
+def item_caption(item: Item) -> str:
+    where = " · ".join(x for x in (item.brand, item.shop) if x)
+    return "\n".join(x for x in (item.title, item.price_text, where) if x)
 Context = ContextTypes.DEFAULT_TYPE
 
 
@@ -76,6 +105,7 @@ class TelegramFrontend:
         # the embedder a decent micro-batch.
         self.photo_slots = asyncio.Semaphore(PHOTO_CONCURRENCY)
         self.album = AlbumPictures(service)
+        self._renewals: list[float] = []  # when recent chat-action renewals were sent
         # per-user photo locks, gone once nobody holds or awaits them
         self._user_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -123,7 +153,33 @@ class TelegramFrontend:
 
     # -- commands --
     async def on_start(self, update: Update, context: Context) -> None:
-        await self.reply(self.message(update), WELCOME)
+        """``/start``, or ``/start item_<id>`` from a deep link (``t.me/<bot>?start=item_<id>``)."""
+        message = self.message(update)
+        payload = (context.args or [""])[0]
+        match = DEEP_LINK_RE.fullmatch(payload)
+        if match is None:
+            await self.reply(message, WELCOME)
+            return
+        await self.send_item(context, message, int(match.group(1)))
+
+    async def send_item(self, context: Context, message: Message, item_id: int) -> None:
+        """One catalogue item: its picture, a caption and its shop link (public links only)."""
+        try:
+            item = await self.service.item(item_id)
+        except ServiceError as err:  # unknown or removed item: its own friendly words
+            await self.reply(message, str(err))
+            return
+        await self._chat_action(context, message.chat_id)
+        picture = await self.album.picture(item.id)
+        markup = (
+            InlineKeyboardMarkup([[InlineKeyboardButton(ITEM_LINK, url=item.url)]])
+            if item.url is not None and is_public_url(item.url)
+            else None
+        )
+        await message.reply_photo(
+            picture, caption=fit(item_caption(item), CAPTION_MAX), reply_markup=markup,
+            reply_parameters=_reply_to(message.message_id),
+        )
 
     async def on_help(self, update: Update, context: Context) -> None:
         await self.reply(self.message(update), render.HELP)
@@ -217,9 +273,30 @@ class TelegramFrontend:
         if update.effective_chat is not None and update.effective_chat.type == ChatType.PRIVATE:
             await self.reply(self.message(update), render.HINT)
 
+    @staticmethod
+    def addressed(message: Message, bot_username: str | None, bot_id: int | None = None) -> bool:
+        """Whether a message is for the bot: in a private chat always; in a group only
+        when it mentions the bot (``@name`` in its text or caption) or replies to it."""
+        if message.chat.type == ChatType.PRIVATE:
+            return True
+        reply = message.reply_to_message
+        if reply is not None and reply.from_user is not None and bot_id is not None and reply.from_user.id == bot_id:
+            return True
+        if not bot_username:
+            return False
+        name = "@" + bot_username.lower()
+        for entity, text in [*message.parse_entities().items(), *message.parse_caption_entities().items()]:
+            if entity.type == MessageEntityType.MENTION and text.lower() == name:
+                return True
+            if entity.type == MessageEntityType.BOT_COMMAND and text.lower().endswith(name):
+                return True
+        return False
+
     # -- photos --
     async def on_image(self, update: Update, context: Context) -> None:
         message = self.message(update)
+        if not self.addressed(message, context.bot.username, context.bot.id):
+            return  # a picture or file shared in a group, not for the bot
         user = self.user(update)
         file_id, declared, refusal = self.choose_file(message)
 
@@ -232,10 +309,14 @@ class TelegramFrontend:
         # their answers one after another instead of interleaved in the chat.
         async with self.user_lock(user.user_id):
             started = time.monotonic()
-            action = asyncio.create_task(self._chat_action(context, message.chat_id))
+            done = asyncio.Event()
+            if file_id is None or refusal is not None:  # refused before any download: no "sending photo…"
+                done.set()
+            action = asyncio.create_task(self._keep_chat_action(context, message.chat_id, done))
             try:
                 result = await self.flow.photo(request, slot=self.photo_slots)
             finally:
+                done.set()
                 await action
             if isinstance(result, Refusal):
                 await self.reply(message, result.text)
@@ -278,6 +359,28 @@ class TelegramFrontend:
         if problem:
             return Refusal(problem, "too_large")
         return bytes(await file.download_as_bytearray())
+
+    async def _keep_chat_action(self, context: Context, chat_id: int, done: asyncio.Event) -> None:
+        """"Sending photo…" from the start until ``done``: Telegram clears a chat action
+        after 5 s (or when the bot sends a message), so it is renewed every
+        CHAT_ACTION_EVERY seconds while a slow answer is being prepared. A request in
+        flight is never cancelled, so the answer can't overtake it."""
+        first = True
+        while not done.is_set():
+            if first or self._renewal_allowed():
+                await self._chat_action(context, chat_id)
+            first = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), CHAT_ACTION_EVERY)
+
+    def _renewal_allowed(self) -> bool:
+        """At most CHAT_ACTION_RENEWALS_PER_S renewals a second, over all chats."""
+        now = time.monotonic()
+        self._renewals = [t for t in self._renewals if now - t < 1.0]
+        if len(self._renewals) >= CHAT_ACTION_RENEWALS_PER_S:
+            return False
+        self._renewals.append(now)
+        return True
 
     @staticmethod
     async def _chat_action(context: Context, chat_id: int, action: str = ChatAction.UPLOAD_PHOTO) -> None:

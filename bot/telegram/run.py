@@ -8,6 +8,8 @@ import errno
 import gc
 import logging
 import secrets
+import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,7 +17,7 @@ from telegram import BotCommand, Update
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 
-from bot.telegram.handlers import COMMANDS, TelegramFrontend
+from bot.telegram.handlers import COMMANDS, DESCRIPTION, SHORT_DESCRIPTION, TelegramFrontend
 from engine.api import FashionAPI
 from engine.config import Settings
 
@@ -108,10 +110,7 @@ async def run_telegram(
         max_messages_per_second=max_messages_per_second,
     )
     async with app:  # initialize (getMe: checks the token) ... shutdown
-        try:
-            await app.bot.set_my_commands([BotCommand(c, d) for c, d in COMMANDS])
-        except TelegramError as err:
-            log.warning("telegram: couldn't set the command menu: %s", err)
+        await describe_bot(app)
         updater = app.updater
         if updater is None:
             raise RuntimeError("the Telegram Application was built without an updater")
@@ -128,9 +127,10 @@ async def run_telegram(
                     secret_token=secrets.token_urlsafe(32),
                 )
                 log.info("telegram: webhook on %s:%d/%s for %s", listen, port, path, webhook_url)
+                console(f"Telegram: webhook at {webhook_url} (listening on {listen}:{port}) as @{app.bot.username}")
             else:
                 await updater.start_polling(allowed_updates=ALLOWED_UPDATES, timeout=30)
-                log.info("telegram: polling as @%s", app.bot.username)
+                console(f"Telegram: polling as @{app.bot.username}")
             freeze_startup_heap()
             if ready is not None:
                 ready.set()
@@ -141,6 +141,28 @@ async def run_telegram(
                     await updater.stop()
             if app.running:
                 await app.stop()
+
+
+async def describe_bot(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """The command menu, and what an empty chat with the bot shows (its description and
+    short description). Cosmetic: a refusal is logged, never fatal."""
+    bot = app.bot
+    steps: list[tuple[str, Callable[[], Awaitable[bool]]]] = [
+        ("the command menu", lambda: bot.set_my_commands([BotCommand(c, d) for c, d in COMMANDS])),
+        ("the description", lambda: bot.set_my_description(DESCRIPTION)),
+        ("the short description", lambda: bot.set_my_short_description(SHORT_DESCRIPTION)),
+    ]
+    for what, call in steps:
+        try:
+            await call()
+        except TelegramError as err:
+            log.warning("telegram: couldn't set %s: %s", what, err)
+
+
+def console(line: str) -> None:
+    """A start-up line the operator sees whatever the log level (on stderr)."""
+    log.debug("%s", line)
+    print(line, file=sys.stderr, flush=True)
 
 
 def freeze_startup_heap() -> None:

@@ -34,7 +34,9 @@ def _url() -> str:
         or os.environ.get("FASHIONBOT_DATABASE_URL")
     )
     if not url:
-        raise SystemExit("No database URL: pass -x url=sqlite+aiosqlite:///data/fashionbot.sqlite3 (or set FASHIONBOT_DATABASE_URL)")
+        raise SystemExit(
+            "No database URL: pass -x url=sqlite+aiosqlite:///data/fashionbot.sqlite3 (or set FASHIONBOT_DATABASE_URL)"
+        )
     return url
 
 

@@ -148,7 +148,7 @@ def _draw_label(
     """Label on the left, share on the right; the label is shortened, never overlapped."""
     top = layout.row_top(row)
     right = layout.size[0] - layout.margin
-    room = right - layout.margin
+    room: float = right - layout.margin
     if share is not None:
         share_text = f"{max(0.0, min(1.0, share)):.0%} of photos"
         share_width = draw.textlength(share_text, font=font)

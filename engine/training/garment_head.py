@@ -73,7 +73,7 @@ def build_cache(n_scenes: int, seed: int, model: nn.Module, log=print) -> dict:
     return {k: {n: torch.stack(v) for n, v in b.items()} for k, b in buckets.items()}
 
 
-def train_garment_head(out_path: Path, seed: int = 0, n_scenes: int = 2400, *, epochs: int = 24,
+def train_garment_head(out_path: Path, seed: int = 0, n_scenes: int = 1800, *, epochs: int = 16,
                        batch: int = 32, lr: float = 3e-3, box_weight: float = 0.2, threads: int = 1,
                        thresholds: dict | None = None, log=print) -> dict:
     """Train the head and save it (fp16, fingerprinted) to ``out_path``; returns a report.
@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "vision" / "garment_head.pt")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scenes", type=int, default=2400)
-    p.add_argument("--epochs", type=int, default=24)
+    p.add_argument("--scenes", type=int, default=1800)
+    p.add_argument("--epochs", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     report = train_garment_head(args.out, args.seed, args.scenes, epochs=args.epochs, threads=args.threads)

@@ -39,15 +39,15 @@ UPPER_BODY = (0, 2, 4, 6)
 
 # Photos that ship with packages. Training may paste onto (and learn "no garment" from) these:
 TRAIN_PHOTOS = ("sklearn:china.jpg", "sklearn:flower.jpg", "skimage:brick.png", "skimage:grass.png",
-                "skimage:gravel.png")
+                "skimage:gravel.png", "skimage:rocket.jpg", "skimage:hubble_deep_field.jpg", "skimage:coins.png",
+                "skimage:retina.jpg", "skimage:cell.png", "skimage:page.png", "skimage:chessboard_RGB.png",
+                "skimage:logo.png", "skimage:microaneurysms.png")
 # Held out for evaluation (never seen in training): no people or clothes in them.
-EVAL_PHOTOS = ("skimage:chelsea.png", "skimage:coffee.png", "skimage:rocket.jpg", "skimage:motorcycle_left.png",
-               "skimage:motorcycle_right.png", "skimage:hubble_deep_field.jpg", "skimage:horse.png",
-               "skimage:coins.png", "skimage:color.png", "skimage:moon.png", "skimage:clock_motion.png",
-               "skimage:retina.jpg", "skimage:ihc.png", "skimage:cell.png", "skimage:microaneurysms.png",
-               "skimage:logo.png", "skimage:chessboard_RGB.png", "skimage:phantom.png", "skimage:page.png",
-               "skimage:text.png", "mpl:Minduka_Present_Blue_Pack.png", "mpl:logo2.png")
-EVAL_SCENE_PHOTOS = EVAL_PHOTOS[:9]  # the photographic ones: backgrounds for the evaluation scenes
+EVAL_PHOTOS = ("skimage:chelsea.png", "skimage:coffee.png", "skimage:motorcycle_left.png",
+               "skimage:motorcycle_right.png", "skimage:horse.png", "skimage:color.png", "skimage:moon.png",
+               "skimage:ihc.png", "skimage:clock_motion.png", "skimage:phantom.png", "skimage:text.png",
+               "mpl:Minduka_Present_Blue_Pack.png", "mpl:logo2.png")
+EVAL_SCENE_PHOTOS = EVAL_PHOTOS[:8]  # the photographic ones: backgrounds for the evaluation scenes
 # Photos with people in clothes: for looking at by eye and for tests, never for "no garment".
 PEOPLE_PHOTOS = ("mpl:grace_hopper.jpg", "skimage:astronaut.png", "skimage:camera.png")
 
@@ -160,7 +160,7 @@ def photo_background(rng: np.random.Generator, w: int, h: int, refs: tuple[str, 
     ref = str(rng.choice(refs))
     photo = load_photo(ref)
     pw, ph = photo.size
-    scale = rng.uniform(0.45, 1.0)  # a random crop of 45–100 % of the photo's fitting window
+    scale = rng.uniform(0.25, 1.0)  # a random crop of 25–100 % of the photo's fitting window
     fit = min(pw / w, ph / h)
     cw, ch = max(8, int(w * fit * scale)), max(8, int(h * fit * scale))
     x0, y0 = int(rng.integers(0, pw - cw + 1)), int(rng.integers(0, ph - ch + 1))
@@ -232,7 +232,7 @@ def _background(rng: np.random.Generator, w: int, h: int, photos: tuple[str, ...
 
 def compose(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, picks: list[int],
             heights: list[float], layout: str, photos: tuple[str, ...], photo_share: float = 0.6,
-            with_mask: bool = False, kind: str = "scene") -> Sample:
+            with_mask: bool = False, kind: str = "scene", distractors: float = 0.0) -> Sample:
     """Paste the Fashion-MNIST garments ``picks`` (their heights as shares of the picture's)
     onto one background; ``layout`` is ``free`` (anywhere) or ``outfit`` (the first above
     the second, roughly one figure)."""
@@ -250,6 +250,9 @@ def compose(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, pi
         positions = [(cx, y_top), (cx + rng.uniform(-0.15, 0.15) * w, y_top + top_h + gap)]
     else:
         positions = []
+    if distractors and rng.random() < distractors:  # things that are not garments: photo cut-outs, text
+        for _ in range(int(rng.integers(1, 3))):
+            _paste_distractor(rng, canvas, photos)
     for slot, (i, frac) in enumerate(zip(picks, heights)):
         gh = max(8, int(frac * h))
         garment = garment_rgba(images[i], rng, gh)
@@ -268,6 +271,31 @@ def compose(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, pi
     return Sample(image=canvas, garments=tuple(found), kind=kind, source=source, mask=mask)
 
 
+def _paste_distractor(rng: np.random.Generator, canvas: Image.Image, photos: tuple[str, ...]) -> None:
+    """An object that is not a garment: a blob or polygon cut from a photo or a texture, or a
+    word, pasted like a garment would be (training only: the head must not call every
+    pasted thing a garment)."""
+    w, h = canvas.size
+    dh = max(12, int(h * rng.uniform(0.15, 0.5)))
+    dw = max(12, int(dh * rng.uniform(0.5, 1.8)))
+    if rng.random() < 0.2:
+        piece = Image.new("RGB", (dw, dh), tuple(int(v) for v in rng.uniform(0, 255, 3)))
+        alpha = Image.new("L", (dw, dh), 0)
+        d = ImageDraw.Draw(alpha)
+        font = _font(max(10, dh // 3), rng)
+        d.text((2, dh // 4), " ".join(rng.choice(_WORDS, 2)), fill=255, font=font)
+    else:
+        piece, _ = _background(rng, dw, dh, photos, 0.6)
+        alpha = Image.new("L", (dw, dh), 0)
+        d = ImageDraw.Draw(alpha)
+        if rng.random() < 0.5:
+            d.ellipse((0, 0, dw - 1, dh - 1), fill=255)
+        else:
+            pts = [(float(rng.uniform(0, dw)), float(rng.uniform(0, dh))) for _ in range(int(rng.integers(3, 8)))]
+            d.polygon(pts, fill=255)
+    canvas.paste(piece, (int(rng.integers(0, max(1, w - dw))), int(rng.integers(0, max(1, h - dh)))), alpha)
+
+
 def product_shot(pixels28: np.ndarray, label: int, rng: np.random.Generator, index: int = -1,
                  studio: bool | None = None) -> Sample:
     """A product shot: the clean Fashion-MNIST picture as the catalogue has it (28 px, dark on
@@ -280,7 +308,8 @@ def product_shot(pixels28: np.ndarray, label: int, rng: np.random.Generator, ind
     side = int(rng.integers(240, 521))
     paper = np.clip(rng.uniform(215, 255) + rng.normal(0, 6, 3), 0, 255)
     canvas = Image.new("RGB", (side, side), tuple(int(v) for v in paper))
-    garment = garment_rgba(pixels28, rng, int(side * rng.uniform(0.6, 0.92)), style=str(rng.choice(["product", "dyed"])))
+    height = int(side * rng.uniform(0.6, 0.92))
+    garment = garment_rgba(pixels28, rng, height, style=str(rng.choice(["product", "dyed"])))
     x = (side - garment.width) // 2 + int(rng.integers(-side // 20, side // 20 + 1))
     y = (side - garment.height) // 2 + int(rng.integers(-side // 20, side // 20 + 1))
     box = _paste(canvas, garment, max(0, x), max(0, y), 0, None)
@@ -472,14 +501,14 @@ def training_scenes(n: int, seed: int = 0, exclude: np.ndarray | None = None) ->
     tops = pool[np.isin(y[pool], TOPS)]
     below = pool[np.isin(y[pool], BELOW)]
     makers: list[tuple[float, Callable[[], Sample]]] = [
-        (0.40, lambda: compose(rng, x, y, [int(rng.choice(pool))], [rng.uniform(0.25, 0.6)], "free", photos,
-                               with_mask=True)),
+        (0.36, lambda: compose(rng, x, y, [int(rng.choice(pool))], [rng.uniform(0.25, 0.6)], "free", photos,
+                               with_mask=True, distractors=0.4)),
         (0.25, lambda: compose(rng, x, y, [int(rng.choice(tops)), int(rng.choice(below))],
                                [rng.uniform(0.3, 0.48), rng.uniform(0.2, 0.34)], "outfit", photos, with_mask=True,
-                               kind="outfit")),
+                               kind="outfit", distractors=0.3)),
         (0.10, lambda: compose(rng, x, y, [int(rng.choice(pool)), int(rng.choice(pool))],
                                [rng.uniform(0.25, 0.45), rng.uniform(0.25, 0.45)], "free", photos, with_mask=True)),
-        (0.15, lambda: _empty(rng, photos)),
+        (0.22, lambda: _empty(rng, photos)),
         (0.10, lambda: _product_with_mask(rng, x, y, pool)),
     ]
     weights = np.array([m[0] for m in makers])
@@ -492,14 +521,18 @@ def _empty(rng: np.random.Generator, photos: tuple[str, ...]) -> Sample:
         img = text_screenshot(rng)
         return Sample(img, (), "none", "text", mask=np.full((img.height, img.width), -1, np.int8))
     w, h = _canvas_size(rng)
-    img, src = _background(rng, w, h, photos, 0.5)
+    img, src = _background(rng, w, h, photos, 0.6)
+    if rng.random() < 0.5:
+        for _ in range(int(rng.integers(1, 4))):
+            _paste_distractor(rng, img, photos)
     return Sample(img, (), "none", src, mask=np.full((h, w), -1, np.int8))
 
 
 def _product_with_mask(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, pool: np.ndarray) -> Sample:
     i = int(rng.choice(pool))
     side = int(rng.integers(224, 400))
-    canvas = Image.new("RGB", (side, side), tuple(int(v) for v in np.clip(rng.uniform(220, 255) + rng.normal(0, 5, 3), 0, 255)))
+    paper = np.clip(rng.uniform(220, 255) + rng.normal(0, 5, 3), 0, 255)
+    canvas = Image.new("RGB", (side, side), tuple(int(v) for v in paper))
     mask = np.full((side, side), -1, np.int8)
     garment = garment_rgba(x[i], rng, int(side * rng.uniform(0.7, 1.0)), style=str(rng.choice(["product", "dyed"])))
     box = _paste(canvas, garment, max(0, (side - garment.width) // 2), max(0, (side - garment.height) // 2), 0, mask)

@@ -442,29 +442,31 @@ class TrendRunner:
         ("done"). A holder that stops renewing (killed) loses the lease at expiry, and one
         on this host whose process is gone loses it at once: then this worker takes over."""
         store, tag = self.store, run.tag
-        waited_on: int | None = None  # the trend row of the run we are showing
-        baseline: int | None = None  # the newest finished row when we started waiting
+        baseline: int | None = None  # the newest finished row when we started waiting: not ours to show
         first = True
         while True:
-            current = await trend_store.lease(store, tag)
-            dead = current.holder if current is not None and trend_store.holder_is_dead(current.holder) else None
-            if await trend_store.acquire_lease(store, tag, self._holder, steal_from=dead):
-                return True
             row = await trend_store.latest_trend(store, tag)
             if first:
                 baseline = row.id if row is not None and row.status != "running" else None
                 first = False
-            if row is not None and row.id != baseline:
-                if row.status == "running":
-                    waited_on = row.id
-                if row.id == waited_on or row.status == "running":
-                    run.found, run.indexed, run.skipped = row.found, row.indexed, row.skipped
-                    run.shops_searched = row.shops_searched
-                    run.shops_total = row.shops_total or run.shops_total
-                    run.publish()
-                if row.status == "done":  # a run that finished while we waited (not the baseline)
-                    return False
+            elif row is not None and row.id != baseline and row.status == "done":
+                self._show(run, row)  # the run we waited on has finished
+                return False
+            if row is not None and row.id != baseline and row.status == "running":
+                self._show(run, row)
+            current = await trend_store.lease(store, tag)
+            dead = current.holder if current is not None and trend_store.holder_is_dead(current.holder) else None
+            if await trend_store.acquire_lease(store, tag, self._holder, steal_from=dead):
+                return True
             await asyncio.sleep(LEASE_POLL_SECONDS)
+
+    @staticmethod
+    def _show(run: _Run, row: Any) -> None:
+        """Another worker's progress (its trend row) as this run's snapshot."""
+        run.found, run.indexed, run.skipped = row.found, row.indexed, row.skipped
+        run.shops_searched = row.shops_searched
+        run.shops_total = row.shops_total or run.shops_total
+        run.publish()
 
     async def _renew_lease(self, run: _Run) -> None:
         while True:

@@ -9,6 +9,7 @@ those weight files, so ``load_state_dict(strict=True)`` checks the architecture.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,15 +32,15 @@ VARIANTS = {
     "efficientnet-lite2": (1.1, 1.2, 260),
 }
 
-_BN = {"momentum": 0.01, "eps": 1e-3}
+_BN: dict[str, Any] = {"momentum": 0.01, "eps": 1e-3}
 
 
 def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
     if width == 1.0:
         return filters
-    filters = filters * width
-    new = max(divisor, int(filters + divisor / 2) // divisor * divisor)
-    if new < 0.9 * filters:
+    scaled = filters * width
+    new = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    if new < 0.9 * scaled:
         new += divisor
     return int(new)
 

@@ -140,7 +140,7 @@ class Embedder:
             torch.set_num_threads(threads)
         self._mean = torch.tensor(backbone.mean).view(1, 3, 1, 1) * 255.0
         self._std = torch.tensor(backbone.std).view(1, 3, 1, 1) * 255.0
-        self._compiled = None
+        self._compiled: Callable[..., torch.Tensor] | None = None
         self.buckets: tuple[int, ...] = ()
         self._last_arrival = 0.0
         self._queue: queue.Queue[_Job | _Call | None] = queue.Queue()

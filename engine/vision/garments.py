@@ -28,7 +28,7 @@ import importlib
 import io
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -126,6 +126,16 @@ def group_of_category(text: str | None) -> str | None:
     return None
 
 
+# Groups a per-garment search also accepts: a pullover the finder takes for a coat (the commonest
+# confusion, Fashion-MNIST's own) still finds pullovers. Measured in bench/bench_garments.py.
+RELATED_GROUPS: dict[str, tuple[str, ...]] = {"top": ("top", "outerwear"), "outerwear": ("outerwear", "top")}
+
+
+def search_groups(group: str) -> tuple[str, ...]:
+    """The catalogue groups a search for a garment of ``group`` should be restricted to."""
+    return RELATED_GROUPS.get(group, (group,))
+
+
 # ---- results --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Box:
@@ -164,18 +174,39 @@ class GarmentScan:
     garments: tuple[FoundGarment, ...]  # best first; empty: "no clothing here"
     clothing_score: float  # 0..1: how much clothing the finder sees anywhere in the photo
     product_shot: bool  # a plain product shot (never refused)
+    heat: np.ndarray | None = field(default=None, compare=False, repr=False)  # garment map (stride 16), for cutout
 
 
-def crop(img: Image.Image, box: Box, margin: float = 0.08) -> Image.Image:
-    """The garment's region with ``margin`` (share of the box's size) around it, clamped to
-    the picture; never empty."""
-    w, h = img.size
+def _crop_rect(size: tuple[int, int], box: Box, margin: float) -> tuple[int, int, int, int]:
+    w, h = size
     bw, bh = (box.x1 - box.x0) * w, (box.y1 - box.y0) * h
     x0 = int(np.clip(np.floor(box.x0 * w - margin * bw), 0, w - 1))
     y0 = int(np.clip(np.floor(box.y0 * h - margin * bh), 0, h - 1))
     x1 = int(np.clip(np.ceil(box.x1 * w + margin * bw), x0 + 1, w))
     y1 = int(np.clip(np.ceil(box.y1 * h + margin * bh), y0 + 1, h))
-    return img.crop((x0, y0, x1, y1))
+    return x0, y0, x1, y1
+
+
+def crop(img: Image.Image, box: Box, margin: float = 0.08) -> Image.Image:
+    """The garment's region with ``margin`` (share of the box's size) around it, clamped to
+    the picture; never empty."""
+    return img.crop(_crop_rect(img.size, box, margin))
+
+
+def cutout(img: Image.Image, box: Box, heat: np.ndarray | None, margin: float = 0.08,
+           threshold: float = 0.35) -> Image.Image:
+    """Like :func:`crop`, with the background whitened where the scan's garment map
+    (``GarmentScan.heat``, stride 16, upsampled) says there is no garment: the crop then
+    looks more like a catalogue shot on white. Falls back to the plain crop without a map."""
+    rect = _crop_rect(img.size, box, margin)
+    piece = img.crop(rect).convert("RGB")
+    if heat is None:
+        return piece
+    full = Image.fromarray(heat.astype(np.float32), mode="F").resize(img.size, Image.Resampling.BILINEAR)
+    a = np.asarray(full.crop(rect), dtype=np.float32)
+    alpha = np.clip((a - threshold) / 0.3 + 0.5, 0, 1)[..., None]
+    out = np.asarray(piece, dtype=np.float32) * alpha + 255.0 * (1 - alpha)
+    return Image.fromarray(out.astype(np.uint8))
 
 
 # ---- helpers shared with training ---------------------------------------------------------
@@ -192,7 +223,8 @@ def find_attr(name: str, modules: tuple[str, ...]):
 
 
 def load_lite0() -> EfficientNetLite:
-    loader = find_attr("load_efficientnet_lite", ("engine.vision.backbones", "engine.vision.models", "engine.backbones"))
+    loader = find_attr("load_efficientnet_lite",
+                       ("engine.vision.backbones", "engine.vision.models", "engine.backbones"))
     return loader("efficientnet-lite0").model
 
 
@@ -326,10 +358,11 @@ def product_check(img: Image.Image) -> ProductCheck:
 class Thresholds:
     """Calibrated in bench/bench_garments.py (figures in bench/results/garments.json)."""
 
-    clothing: float = 0.5  # clothing_score below this: no garment
+    clothing: float = 0.83  # clothing_score below this: no garment (Youden's J, bench --calibrate)
     product: float = 0.2  # a plain product shot is kept from this (lower) clothing score on
+    garment: float = 0.5  # once the photo has clothing, a garment needs this peak probability
     cell: float = 0.35  # a cell belongs to a garment above this garment probability
-    cam_clothing: float = 0.25  # CAM: a cell's clothing-class softmax mass to count as clothing
+    cam_clothing: float = 0.35  # CAM: a cell's clothing-class softmax mass to count as clothing
     cam_weight: float = 1.0  # how much the CAM contributes to clothing_score next to the head
     max_garments: int = 4
     nms_iou: float = 0.45
@@ -425,11 +458,14 @@ class GarmentFinder:
             found += [g for g in cam_found if all(g.box.iou(f.box) < 0.3 for f in found)]
             score = max(score, min(1.0, t.cam_weight * float(_peak(m["cam"])) / max(1e-6, 2 * t.cam_clothing)))
         found = _nms(sorted(found, key=lambda g: -g.confidence), t.nms_iou)[: t.max_garments]
-        if check.is_product and score >= t.product:
-            return GarmentScan((self._product_garment(check.box, m, found),), round(score, 4), True)
+        heat = m.get("garment")
+        # A product shot: one object on a plain background that the maps agree is clothing (a
+        # scene on a plain wall with two small garments is not one: its garments don't cover it).
+        if check.is_product and score >= t.product and (not found or max(g.box.iou(check.box) for g in found) >= 0.3):
+            return GarmentScan((self._product_garment(check.box, m, found),), round(score, 4), True, heat)
         if score < t.clothing or not found:
             return GarmentScan((), round(score, 4), False)
-        return GarmentScan(tuple(found), round(score, 4), False)
+        return GarmentScan(tuple(found), round(score, 4), False, heat)
 
     def _product_garment(self, box: Box, m: dict, found: list[FoundGarment]) -> FoundGarment:
         """One garment covering the object: its group read from the maps inside the box."""
@@ -465,7 +501,7 @@ class GarmentFinder:
                 cells = labels == k
                 weight = garment[cells] * groups[g][cells]
                 peak = float(garment[cells].max())
-                if peak < t.clothing:
+                if peak < t.garment:
                     continue
                 b = np.array([_weighted_median(boxes[cells][:, j], weight) for j in range(4)])
                 if b[2] - b[0] < 0.02 or b[3] - b[1] < 0.02:
@@ -502,7 +538,7 @@ class GarmentFinder:
         return out
 
 
-CAM_ONLY_THRESHOLDS = Thresholds(clothing=0.5, cam_clothing=0.25)
+CAM_ONLY_THRESHOLDS = Thresholds(clothing=0.5, cam_clothing=0.25)  # without the head (bench: the "cam" rows)
 
 
 def _peak(a: np.ndarray) -> float:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,7 +34,7 @@ class HeadMismatch(BackboneUnavailable):
 class _LiteTrunk(nn.Module):
     """EfficientNet-Lite up to (not including) block ``cut``: image → feature map."""
 
-    def __init__(self, net: nn.Module, cut: int) -> None:
+    def __init__(self, net: Any, cut: int) -> None:
         super().__init__()
         self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6(inplace=True))
         self.blocks = nn.Sequential(*list(net._blocks)[:cut])
@@ -45,7 +46,7 @@ class _LiteTrunk(nn.Module):
 class _LiteTail(nn.Module):
     """EfficientNet-Lite from block ``cut`` on: feature map → pooled 1280-d features."""
 
-    def __init__(self, net: nn.Module, cut: int) -> None:
+    def __init__(self, net: Any, cut: int) -> None:
         super().__init__()
         self.blocks = nn.Sequential(*list(net._blocks)[cut:])
         self.head = nn.Sequential(net._conv_head, net._bn1, nn.ReLU6(inplace=True))
@@ -57,7 +58,7 @@ class _LiteTail(nn.Module):
 class _ResNetTrunk(nn.Module):
     """ResNet-50 up to the last ``tail_blocks`` bottlenecks of ``layer4``."""
 
-    def __init__(self, net: nn.Module, cut: int) -> None:
+    def __init__(self, net: Any, cut: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
             net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, *list(net.layer4)[:cut]
@@ -68,7 +69,7 @@ class _ResNetTrunk(nn.Module):
 
 
 class _ResNetTail(nn.Module):
-    def __init__(self, net: nn.Module, cut: int) -> None:
+    def __init__(self, net: Any, cut: int) -> None:
         super().__init__()
         self.blocks = nn.Sequential(*list(net.layer4)[cut:])
 
@@ -81,7 +82,7 @@ def split_backbone(backbone: LoadedBackbone, tail_blocks: int) -> tuple[nn.Modul
     backbone's pooled features. ``tail_blocks`` counts the residual blocks in the tail
     (EfficientNet-Lite: MBConv blocks before the 1280-d head conv; ResNet-50: layer4's
     bottlenecks)."""
-    net = backbone.model
+    net: Any = backbone.model  # a torch module whose children we address by name
     if backbone.name.startswith("efficientnet-lite"):
         blocks = len(net._blocks)
         if not 0 <= tail_blocks < blocks:

@@ -14,6 +14,8 @@ features agree with fp32 (minimum cosine >= the gate), or stays fp32.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import copy
 import logging
 
@@ -30,7 +32,7 @@ class GlobalPool(nn.Module):
         return x.float().mean(dim=(2, 3))
 
 
-def _lite_stages(net: nn.Module) -> list[nn.Module]:
+def _lite_stages(net: Any) -> list[nn.Module]:
     return [nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6(inplace=True)), *net._blocks,
             nn.Sequential(net._conv_head, net._bn1, nn.ReLU6(inplace=True))]
 
@@ -46,7 +48,7 @@ def model_stages(model: nn.Module) -> tuple[list[nn.Module], list[nn.Module]] | 
     if isinstance(model, EfficientNetLite):
         return _lite_stages(model), [GlobalPool()]
     if isinstance(model, _Pooled):
-        n = model.net
+        n: Any = model.net
         return [nn.Sequential(n.conv1, n.bn1, n.relu, n.maxpool), *n.layer1, *n.layer2, *n.layer3, *n.layer4], [
             GlobalPool()]
     if isinstance(model, _LiteTrunk):  # head training caches the trunk's maps

@@ -50,7 +50,7 @@ async def test_merchant_csv_feed_reports_bad_rows_and_keeps_good_ones(tmp_path, 
     assert [line for line, _ in sorted(report.bad_rows)] == [3, 4, 5, 6, 7, 8]
     reasons = dict(report.bad_rows)
     assert "price" in reasons[4] and "loopback" in reasons[8] and "http" in reasons[7]
-    rec = await empty_service.recommend((tmp_path / "red.jpg").read_bytes())
+    rec = await empty_service.recommend((tmp_path / "red.jpg").read_bytes(), whole_photo=True)
     top = rec.items[0].item
     assert (top.title, top.price, top.currency, top.category, top.url) == (
         "Red dress", 49.9, "EUR", "Dresses", "https://shop.example/a1"

@@ -12,6 +12,7 @@ import contextlib
 import io
 import logging
 import re
+from datetime import UTC
 
 import discord
 import pytest
@@ -23,7 +24,14 @@ from bot import render
 from bot.discord import FEEDBACK_TEMPLATE, HELP, SWITCH_TEMPLATE, DiscordStartError, run_discord
 from bot.urls import public_url as public_http_url
 from engine.vision.images import BadImage, open_image
-from tests.support.fakes.discord_api import DIRECT_MESSAGES, GUILD_MESSAGES, GUILDS, PRIVILEGED, FakeDiscord, SentMessage
+from tests.support.fakes.discord_api import (
+    DIRECT_MESSAGES,
+    GUILD_MESSAGES,
+    GUILDS,
+    PRIVILEGED,
+    FakeDiscord,
+    SentMessage,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +63,7 @@ class Bot:
         self.service, self.settings, self.fake = service, settings, fake
         self.task: asyncio.Task | None = None
 
-    async def start(self) -> "Bot":
+    async def start(self) -> Bot:
         connections = self.fake.connections
         self.task = asyncio.create_task(run_discord(self.service, self.settings))
         await self.fake.wait_for(
@@ -136,7 +144,7 @@ async def test_startup_syncs_commands_identifies_and_heartbeats(service, fake, c
     bot = await Bot(service, bot_settings(service, fake), fake).start()
     assert ("GET", "/api/v10/gateway") in fake.requests  # the gateway URL was read from REST
     assert fake.compression == ["zlib-stream"]  # the fake really spoke zlib-stream
-    assert set(fake.commands) == {"recommend", "style", "trend", "forget", "about", "help"}
+    assert set(fake.commands) == {"recommend", "style", "trend", "forget", "about", "help", "Find similar"}
     (photo,) = fake.commands["recommend"]["options"]
     assert photo["type"] == 11 and photo["required"]  # an attachment
     (tag,) = fake.commands["trend"]["options"]
@@ -386,3 +394,91 @@ def test_only_public_http_urls_become_links():
                 "http://127.0.0.1/x", "http://10.0.0.5/x", "http://[::1]/x", "http://intranet/x"):
         assert public_http_url(bad) is None, bad
 
+
+
+# ---- issue 18: what a polished Discord app does ----------------------------------------------------
+def command_puts(fake: FakeDiscord) -> int:
+    return sum(1 for method, path in fake.requests if method == "PUT" and path.endswith("/commands"))
+
+
+async def test_commands_are_synced_only_when_the_tree_changed_or_forced(service, fake, capfd):
+    from bot.discord.client import COMMANDS_HASH_FILE
+
+    hash_file = service.settings.data_dir / COMMANDS_HASH_FILE
+    bot = await Bot(service, bot_settings(service, fake), fake).start()
+    assert command_puts(fake) == 1 and len(hash_file.read_text().strip()) == 64
+    await bot.stop()
+    assert "Discord: connected as fashionbot" in capfd.readouterr().err  # whatever the log level
+    # the same tree, the same application: nothing to sync (the pattern that gets bots rate-limited)
+    bot = await Bot(service, bot_settings(service, fake), fake).start()
+    await bot.stop()
+    assert command_puts(fake) == 1
+    # forced (FASHIONBOT_DISCORD_SYNC=true, the CLI's --sync)
+    bot = await Bot(service, bot_settings(service, fake, discord_sync=True), fake).start()
+    await bot.stop()
+    assert command_puts(fake) == 2
+    # the tree changed since the last sync (here: the recorded hash is another tree's)
+    hash_file.write_text("0" * 64 + "\n")
+    bot = await Bot(service, bot_settings(service, fake), fake).start()
+    await bot.stop()
+    assert command_puts(fake) == 3 and hash_file.read_text().strip() != "0" * 64
+    assert set(fake.commands) >= {"recommend", "Find similar"}
+
+
+async def test_installable_by_users_and_usable_in_dms_and_any_server(bot, fake):
+    for name, command in fake.commands.items():
+        assert sorted(command["integration_types"]) == [0, 1], name  # guild install and user install
+        assert sorted(command["contexts"]) == [0, 1, 2], name  # servers, the bot's DMs, other DMs
+    menu = fake.commands["Find similar"]
+    assert menu["type"] == 3 and not menu.get("description")  # a message context menu
+
+
+async def test_find_similar_on_any_message_with_a_picture(bot, fake, service, photo_of):
+    from bot.discord.client import NO_PICTURE
+
+    poster, asker = fake.user("poster"), fake.user("asker")
+    # someone posts a photo in the server without addressing the bot; another member asks
+    photo = photo_of("Dress", 5)
+    posted = await fake.send_guild_message(poster, "new dress!", [fake.attachment(photo)], mention_bot=False)
+    ix = await fake.message_command("Find similar", posted, user=asker)
+    answer = await fake.wait_answer(ix)
+    expected = await service.recommend(photo, k=10)
+    assert answer.ephemeral and len(answer.embeds) == len(expected.items[:10]) > 0, answer.content
+    titles = [e["title"].split(". ", 1)[1] for e in answer.embeds]
+    assert titles[:3] == [s.item.title for s in expected.items[:3]]  # the posted photo's results
+    assert fake.replies_to(posted) == []  # nothing said in the channel
+    # a message without a picture (or only a PDF): a friendly sentence, nothing downloaded
+    downloads = len(fake.downloads)
+    plain = await fake.send_guild_message(poster, "hello", mention_bot=False)
+    assert (await fake.wait_answer(await fake.message_command("Find similar", plain, user=asker))).content == NO_PICTURE
+    pdf = await fake.send_dm(poster, "", [fake.attachment(b"%PDF-1.4", "menu.pdf", "application/pdf")])
+    ix = await fake.message_command("Find similar", pdf, user=poster)
+    assert (await fake.wait_answer(ix)).content == NO_PICTURE
+    assert len(fake.downloads) == downloads
+
+
+async def test_trend_autocompletes_from_known_trends(bot, fake, service, monkeypatch):
+    from datetime import datetime
+
+    from engine.types import TrendInfo
+
+    now = datetime.now(UTC)
+    known = [TrendInfo("linen dress", 12, now), TrendInfo("denim jacket", 8, now), TrendInfo("dress shirt", 3, now)]
+    known += [TrendInfo(f"trend {n}", 1, now) for n in range(40)]
+
+    async def trends():
+        return known
+
+    monkeypatch.setattr(service, "trends", trends)
+    assert fake.commands["trend"]["options"][0]["autocomplete"] is True
+    lena = fake.user("lena")
+    choices = await fake.autocomplete("trend", "tag", "dress", user=lena)
+    assert [c["name"] for c in choices] == ["dress shirt", "linen dress"]  # starting with it first
+    assert all(c["value"] == c["name"] for c in choices)
+    assert len(await fake.autocomplete("trend", "tag", "", user=lena)) == 25  # Discord's maximum
+
+    async def broken():
+        raise RuntimeError("database down")
+
+    monkeypatch.setattr(service, "trends", broken)
+    assert await fake.autocomplete("trend", "tag", "d", user=lena) == []  # no suggestions, no error

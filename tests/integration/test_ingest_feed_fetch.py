@@ -37,6 +37,7 @@ async def broken_http_server() -> AsyncIterator[int]:
     (LineTooLong), ``/silent`` nothing at all; ``/robots.txt`` is a plain 404 (so robots
     rules allow everything and the pictures are really requested)."""
     hits: list[str] = []
+    stop = asyncio.Event()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -50,7 +51,8 @@ async def broken_http_server() -> AsyncIterator[int]:
             elif path.startswith("/long-line"):
                 writer.write(b"HTTP/1.1 200 OK\r\nX-Filler: " + b"a" * 100_000 + b"\r\n\r\n")
             elif path.startswith("/silent"):
-                await asyncio.sleep(30)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 10)
             await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
@@ -62,6 +64,7 @@ async def broken_http_server() -> AsyncIterator[int]:
         port = server.sockets[0].getsockname()[1]
         yield port
     finally:
+        stop.set()
         server.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(server.wait_closed(), 2)

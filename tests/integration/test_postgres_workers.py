@@ -52,10 +52,10 @@ async def workers(db_url, catalogue_dir, tmp_path, backbone):
         await svc.close()
 
 
-async def _until(predicate, timeout: float = 10.0) -> float:
+async def _until(predicate, limit: float = 10.0) -> float:
     start = time.monotonic()
     while not await predicate():
-        assert time.monotonic() - start < timeout, "not within the time allowed"
+        assert time.monotonic() - start < limit, "not within the time allowed"
         await asyncio.sleep(0.05)
     return time.monotonic() - start
 
@@ -101,7 +101,7 @@ async def test_feedback_and_forget_reach_every_worker(workers, photo_of) -> None
         await b.recommend(photo_of("Sneaker", i), user=ALICE)
     assert (await b.style(ALICE)).clusters  # B's profile cache now holds ALICE's style
     counts = await a.forget(ALICE)
-    assert counts["photos"] == 4 and counts["users"] == 1
+    assert counts["photos"] == 5 and counts["users"] == 1  # 1 + 1 dress, 3 sneakers
     style = await b.style(ALICE)
     assert style.photo_count == 0 and not style.clusters  # nothing stale from B's cache
     assert await b.store.user_id("test", "alice", create=False) is None
@@ -142,7 +142,7 @@ async def test_one_process_holds_a_singleton_role(workers) -> None:
 
 
 async def test_a_trend_runs_once_across_workers_and_the_other_shows_its_progress(workers, loopback_spy) -> None:  # noqa: F811
-    async with FakeShop("jsonld", n_products=8, page_delay=0.1) as shop:
+    async with FakeShop("jsonld", n_products=8, page_delay=0.4) as shop:
         a, b, _ = await workers([shop])
         first = a.trend("dress", ALICE)
         started = await anext(first)

@@ -24,14 +24,14 @@ from telegram.error import InvalidToken
 from bot import render
 from bot.telegram import (
     BUTTON_EXPIRED,
+    CALLBACK_DATA_MAX,
     NOT_AN_IMAGE,
     UNKNOWN_COMMAND,
     WELCOME,
-    CALLBACK_DATA_MAX,
     MissingToken,
     forget_data,
-    parse_switch,
     main_line_error,
+    parse_switch,
     run_telegram,
 )
 from db.models import FeedbackRow, PhotoRow, RecommendationRow
@@ -67,7 +67,7 @@ async def send_photo_and_wait(api, user_id: int, jpeg: bytes, *, as_document: bo
     return album, keyboard
 
 
-async def reply_to(api, user_id: int, update: dict, n: int = 1, timeout: float = 15) -> str:
+async def reply_to(api, user_id: int, update: dict, n: int = 1, timeout: float = 15) -> str:  # noqa: ASYNC109 - a test helper, its own deadline
     """Push an update, wait for the n-th text message to that chat, return it."""
     before = len(api.calls_of("sendMessage", user_id))
     api.push_update(update)
@@ -129,7 +129,8 @@ async def test_photo_gets_album_of_ten_then_buttons(bot, api, service, photo_of,
     # the results were stored for the user in the real database
     uid = await service.store.user_id("telegram", str(user), create=False)
     async with service.store.session() as s:
-        recs = (await s.execute(select(func.count()).select_from(RecommendationRow).where(RecommendationRow.user_id == uid))).scalar_one()
+        query = select(func.count()).select_from(RecommendationRow).where(RecommendationRow.user_id == uid)
+        recs = (await s.execute(query)).scalar_one()
     assert recs == 10
 
     # the token never reaches the log
@@ -392,7 +393,8 @@ async def test_forget_after_confirmation(bot, api, service, photo_of):
     user, other = 80, 81
     _, keyboard = await send_photo_and_wait(api, user, photo_of("Shirt"))
     await send_photo_and_wait(api, other, photo_of("Shirt", 1))
-    api.push_update(api.make_callback_update(user, keyboard.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"], keyboard.result))
+    like = keyboard.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+    api.push_update(api.make_callback_update(user, like, keyboard.result))
     await api.wait_for("answerCallbackQuery")
 
     confirm_text = await reply_to(api, user, api.make_text_update(user, "/forget"))
@@ -409,9 +411,11 @@ async def test_forget_after_confirmation(bot, api, service, photo_of):
     assert await service.store.user_id("telegram", str(user), create=False) is None
     async with service.store.session() as s:
         for table in (PhotoRow, RecommendationRow, FeedbackRow):
-            assert (await s.execute(select(func.count()).select_from(table).where(table.user_id == uid))).scalar_one() == 0
+            query = select(func.count()).select_from(table).where(table.user_id == uid)
+            assert (await s.execute(query)).scalar_one() == 0
         other_uid = await service.store.user_id("telegram", str(other), create=False)
-        assert (await s.execute(select(func.count()).select_from(PhotoRow).where(PhotoRow.user_id == other_uid))).scalar_one() == 1
+        query = select(func.count()).select_from(PhotoRow).where(PhotoRow.user_id == other_uid)
+        assert (await s.execute(query)).scalar_one() == 1
 
 
 async def test_forget_cancelled_keeps_everything(bot, api, service, photo_of):
@@ -489,7 +493,8 @@ def free_port() -> int:
 async def test_webhook_mode(service, api, photo_of):
     port = free_port()
     settings = bot_settings(service, api)
-    async with RunningBot(service, settings, webhook_url="https://bot.example.com/tg/hook", listen="127.0.0.1", port=port):
+    hook_url = "https://bot.example.com/tg/hook"
+    async with RunningBot(service, settings, webhook_url=hook_url, listen="127.0.0.1", port=port):
         assert api.webhook["url"] == "https://bot.example.com/tg/hook"
         secret = api.webhook["secret_token"]
         assert set(api.webhook["allowed_updates"]) == {"message", "callback_query"}
@@ -509,3 +514,109 @@ async def test_webhook_mode(service, api, photo_of):
         c.params["text"] != render.HELP for c in api.calls_of("sendMessage", user)
     )
     assert not api.calls_of("getUpdates")
+
+
+# ---- issue 18: what a polished bot does -------------------------------------------------------------------------
+async def test_description_and_short_description_alongside_the_menu(service, api, capfd):
+    from bot.telegram.handlers import DESCRIPTION, SHORT_DESCRIPTION
+
+    async with RunningBot(service, bot_settings(service, api)):
+        await api.wait_for("setMyShortDescription")
+    assert api.description == DESCRIPTION and len(DESCRIPTION) <= 512
+    assert api.short_description == SHORT_DESCRIPTION and len(SHORT_DESCRIPTION) <= 120
+    assert "photo" in DESCRIPTION and "don't keep your photos" in DESCRIPTION
+    assert "no photos" in SHORT_DESCRIPTION
+    assert {c["command"] for c in api.commands} >= {"help", "style", "trend", "forget", "about"}
+    # the startup line reaches the console whatever the log level
+    assert "Telegram: polling as @fashion_test_bot" in capfd.readouterr().err
+
+
+async def test_a_refused_description_is_not_fatal(service, api, photo_of):
+    api.fail("setMyDescription", 400, "Bad Request: BOT_DESCRIPTION_INVALID")
+    async with RunningBot(service, bot_settings(service, api)):
+        album, _ = await send_photo_and_wait(api, 95, photo_of("Dress"))
+    assert len(album.params["media"]) == 10 and api.short_description
+
+
+async def test_start_deep_link_opens_the_item(bot, api, service, photo_of):
+    from bot.telegram.handlers import ITEM_LINK, deep_link
+    from tests.support.browser import add_item
+
+    item_id = await add_item(service, "Linen summer dress", photo_of("Dress", 4), url="https://shop.example.com/d/1",
+                             price=49.5, shop="Example Shop", category="Dress")
+    assert deep_link("@fashion_test_bot", item_id) == f"https://t.me/fashion_test_bot?start=item_{item_id}"
+    user = 96
+    api.push_update(api.make_text_update(user, f"/start item_{item_id}"))
+    photo = (await api.wait_for("sendPhoto", lambda c: c.chat_id == user))[0]
+    assert photo.params["caption"].splitlines() == ["Linen summer dress", "€49.50", "Example Shop"]
+    assert Image.open(io.BytesIO(photo.files["photo"])).format == "JPEG"
+    [[button]] = photo.params["reply_markup"]["inline_keyboard"]
+    assert button == {"text": ITEM_LINK, "url": "https://shop.example.com/d/1"}
+    assert not api.calls_of("sendMessage", user)  # no welcome text on top
+    # an item without a shop page: picture and caption, no button
+    mnist = (await service.popular(1))[0].item
+    api.push_update(api.make_text_update(user, f"/start item_{mnist.id}"))
+    second = (await api.wait_for("sendPhoto", lambda c: c.chat_id == user, count=2))[1]
+    assert second.params["caption"].startswith(mnist.title) and "reply_markup" not in second.params
+    # unknown items and other payloads
+    assert await reply_to(api, user, api.make_text_update(user, "/start item_987654321")) == (
+        "I don't know item 987654321 (it may have been removed)."
+    )
+    assert await reply_to(api, user, api.make_text_update(user, "/start ref_campaign")) == WELCOME
+
+
+async def test_in_groups_the_bot_speaks_only_when_addressed(bot, api, photo_of):
+    group = api.group(4200)
+    member = 97
+    # a file that isn't a picture, chatter and a photo nobody addressed to the bot: silence
+    api.push_update(api.make_document_update(member, b"%PDF-1.4 ...", file_name="menu.pdf",
+                                             mime_type="application/pdf", chat=group))
+    api.push_update(api.make_text_update(member, "nice jacket!", chat=group))
+    api.push_update(api.make_photo_update(member, photo_of("Coat"), chat=group))
+    # the same file with the bot mentioned: it answers
+    text = await reply_to(api, group["id"], api.make_document_update(
+        member, b"%PDF-1.4 ...", file_name="menu.pdf", mime_type="application/pdf", chat=group,
+        caption="@fashion_test_bot what about this?"))
+    assert text == NOT_AN_IMAGE
+    assert len(api.calls_of("sendMessage", group["id"])) == 1 and not api.calls_of("sendMediaGroup", group["id"])
+    assert not api.calls_of("sendChatAction", group["id"])
+    assert len(api.downloads) == 0  # the unaddressed photo was never fetched
+    # a photo addressed to the bot gets its album
+    api.push_update(api.make_photo_update(member, photo_of("Coat", 1), chat=group, caption="@fashion_test_bot"))
+    album = (await api.wait_for("sendMediaGroup", lambda c: c.chat_id == group["id"]))[0]
+    assert len(album.params["media"]) == 10
+    # and so does a photo sent in reply to one of the bot's messages
+    bot_message = api.calls_of("sendMessage", group["id"])[0].result
+    api.push_update(api.make_photo_update(member, photo_of("Coat", 2), chat=group, reply_to=bot_message))
+    await api.wait_for("sendMediaGroup", lambda c: c.chat_id == group["id"], count=2)
+
+
+async def test_upload_photo_action_is_renewed_while_a_slow_answer_is_prepared(bot, api, service, photo_of,
+                                                                              monkeypatch):
+    from bot.telegram import handlers
+
+    monkeypatch.setattr(handlers, "CHAT_ACTION_EVERY", 0.3)
+    real = service.recommend
+
+    async def slow(image, user=None, k=None, **kwargs):
+        await asyncio.sleep(1.6)
+        return await real(image, user=user, k=k, **kwargs)
+
+    service.recommend = slow
+    try:
+        album, _ = await send_photo_and_wait(api, 98, photo_of("Dress", 6))
+    finally:
+        service.recommend = real
+    actions = [c for c in api.calls_of("sendChatAction", 98) if c.at < album.at]
+    assert len(actions) >= 4, [c.at for c in actions]  # at 0, 0.3, 0.6, … s while it's slow
+    assert all(c.params["action"] == "upload_photo" for c in actions)
+    await asyncio.sleep(0.7)
+    assert len(api.calls_of("sendChatAction", 98)) == len(actions)  # and it stops with the answer
+
+
+async def test_webhook_startup_line(service, api, capfd):
+    port = free_port()
+    async with RunningBot(service, bot_settings(service, api), webhook_url="https://bot.example.com/tg/hook2",
+                          listen="127.0.0.1", port=port):
+        pass
+    assert "Telegram: webhook at https://bot.example.com/tg/hook2" in capfd.readouterr().err

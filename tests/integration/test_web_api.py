@@ -15,11 +15,11 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.support.fakes.proxy import Proxy
 from bot import render
 from bot.web import CSP, STATIC_DIR, TREND_UNAVAILABLE, build_web_app, run_web, safe_url, start_web
-from tests.support.browser import add_item
 from engine.types import TrendProgress, UserRef
+from tests.support.browser import add_item
+from tests.support.fakes.proxy import Proxy
 
 XSS = "<img src=x onerror=alert(1)>"
 MB = 1_000_000

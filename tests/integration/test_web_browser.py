@@ -1,25 +1,28 @@
 """The web chat end to end: a real headless Chromium (Debian's) driving the real page,
-served by the real aiohttp app over a real FashionService and SQLite database."""
+served by the real aiohttp app over a real FashionService and SQLite database.
+
+What the garment finder sees is pinned for most scenarios (``tests/support/browser.py``:
+every photo a product shot, or fixed garments in an outfit), so that they test the page
+and not the finder's calibration; the no-clothing scenario runs the real finder."""
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import pytest_asyncio
 from sqlalchemy import func, select
 
-from tests.support import browser as chromium
-from tests.support.fakes.proxy import Proxy
 from bot import render
 from bot.web import TREND_UNAVAILABLE, start_web
 from db.models import FeedbackRow, PhotoRow, RecommendationRow, UserRow
-from engine.types import ScoredItem, StyleCluster, TrendProgress, UserRef
-
+from engine.types import StyleCluster, TrendProgress, UserRef
+from tests.support import browser as chromium
+from tests.support.fakes.proxy import Proxy
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 XSS = "<img src=x onerror=alert(1)>"
@@ -40,7 +43,11 @@ async def open_chat(service, browser, tmp_path):
     """open_chat(svc=None) → the chat's origin, loaded in the browser as a fresh visitor."""
     servers = []
 
-    async def open_(svc=None) -> str:
+    real_finder = service.finder
+
+    async def open_(svc=None, finder="product shots") -> str:
+        """``finder``: "product shots" (every photo one), "real", or a finder object."""
+        service.finder = chromium.ProductShots() if finder == "product shots" else real_finder if finder == "real" else finder
         server = await start_web(svc or service, service.settings, port=0)
         servers.append(server)
         origin = server.url.rstrip("/")
@@ -77,6 +84,65 @@ async def upload_and_wait(browser, path: Path, expected: int = 10) -> None:
     await browser.upload(path)
     await browser.wait_js(f"document.querySelectorAll('.msg.bot.wide .card').length >= {before + expected}")
     await browser.wait_js("[...document.querySelectorAll('.card img')].every(i => i.complete && i.naturalWidth > 0)")
+
+
+async def chips(browser) -> list[tuple[str, bool]]:
+    """The garment chips of the last answer: (text, pressed)."""
+    return [tuple(c) for c in await browser.js(
+        """const m = [...document.querySelectorAll('.msg.bot.wide')].pop();
+           return [...m.querySelectorAll('.gchip')].map(c => [c.textContent, c.getAttribute('aria-pressed') === 'true'])""")]
+
+
+async def card_ids(browser) -> list[int]:
+    return await browser.js(
+        "return [...[...document.querySelectorAll('.msg.bot.wide')].pop().querySelectorAll('.card')].map(c => Number(c.dataset.itemId))")
+
+
+async def showing(browser) -> str | None:
+    return await browser.js("const h = [...document.querySelectorAll('.msg.bot.wide .showing')].pop(); return h ? h.textContent : null")
+
+
+async def last_results(browser) -> dict:
+    """The last results message as the page keeps it (sessionStorage)."""
+    return await browser.js(
+        "return JSON.parse(sessionStorage.getItem('fashionbot.chat.v1')).messages.filter(m => m.kind === 'results').pop()")
+
+
+async def drawn_boxes(browser) -> list[dict]:
+    """Each box on the photo, where it is drawn relative to the photo as displayed."""
+    return await browser.js(
+        """const img = [...document.querySelectorAll('.stage-photo')].pop(), r = img.getBoundingClientRect();
+           return [...img.parentElement.querySelectorAll('.gbox')].map(b => {
+             const q = b.getBoundingClientRect();
+             return {key: b.dataset.key, label: b.getAttribute('aria-label'), current: b.classList.contains('current'),
+                     x0: (q.left - r.left) / r.width, y0: (q.top - r.top) / r.height,
+                     x1: (q.right - r.left) / r.width, y1: (q.bottom - r.top) / r.height, w: r.width, h: r.height};
+           })""")
+
+
+def fmnist_index(fmnist_test, category: str, nth: int = 0) -> np.ndarray:
+    from engine.catalogue.ingest import FASHION_MNIST_CLASSES
+
+    images, labels = fmnist_test
+    return images[np.flatnonzero(labels == FASHION_MNIST_CLASSES.index(category))[nth]]
+
+
+@pytest.fixture
+def outfit(fmnist_test, tmp_path):
+    """A pullover above sneakers in one photo, and a finder that sees exactly those two."""
+    jpeg, (top, shoes) = chromium.outfit_photo(fmnist_index(fmnist_test, "Pullover"), fmnist_index(fmnist_test, "Sneaker"))
+    path = tmp_path / "outfit.jpg"
+    path.write_bytes(jpeg)
+    finder = chromium.FixedGarments([("top", "pullover", top, 0.91), ("shoes", "sneaker", shoes, 0.84)])
+    return path, finder, (top, shoes)
+
+
+TOPS = {"T-shirt/top", "Pullover", "Shirt", "Coat"}
+SHOES = {"Sneaker", "Sandal", "Ankle boot"}
+
+
+async def categories(service, ids: list[int]) -> list[str]:
+    return [(await service.item(i)).category for i in ids]
 
 
 async def visitor(browser, service) -> tuple[str, int | None]:
@@ -117,6 +183,10 @@ async def test_photo_gives_ten_cards_with_links(service, browser, open_chat, pho
     )
     assert len(cards) == 10
     assert [c["rank"] for c in cards] == [str(n) for n in range(1, 11)]
+    # A product shot: one numbered box over the garment, its chip, and "Whole photo".
+    assert await browser.js("return [...document.querySelectorAll('.gbox')].map(b => b.getAttribute('aria-label'))") == [
+        "Garment 1: item"]
+    assert await chips(browser) == [("1 · item", True), ("Whole photo", False)]
     for c in cards:
         assert c["alt"] == c["title"] and c["title"]
         assert c["img"] == f"/items/{c['id']}/image" and c["loaded"]
@@ -388,3 +458,193 @@ async def test_paste_and_drop_a_photo(browser, open_chat):
     assert await browser.js("return document.getElementById('drop-overlay').hidden")
     first = await browser.js("return [...document.querySelectorAll('.msg.bot.wide')].map(m => m.querySelector('.card').dataset.itemId)")
     assert first == ["7", "7"]  # the catalogue's own picture finds itself first
+
+
+# ---- garments: numbered boxes, switching, refusal, a box of one's own ---------------------------------
+async def test_garments_are_boxed_and_switched(service, browser, open_chat, outfit):
+    path, finder, true_boxes = outfit
+    await open_chat(finder=finder)
+    await upload_and_wait(browser, path)
+    await browser.wait_js("document.querySelector('.stage-photo')?.naturalWidth > 0")
+    assert await browser.text(".msg.bot.wide h2") == "I see a pullover and a sneaker."
+    assert await showing(browser) == "Matches for the pullover (1 of 2):"
+
+    # The boxes sit where the garments are: the relative boxes × the photo as displayed.
+    boxes = await drawn_boxes(browser)
+    assert [b["label"] for b in boxes] == ["Garment 1: pullover", "Garment 2: sneaker"]
+    assert [b["current"] for b in boxes] == [True, False]
+    for drawn, true in zip(boxes, true_boxes):
+        assert drawn["w"] > 200 and drawn["h"] > 260  # a photo one can point at, not a thumbnail
+        for got, want in zip((drawn["x0"], drawn["y0"], drawn["x1"], drawn["y1"]), true):
+            assert abs(got - want) * max(drawn["w"], drawn["h"]) < 1.5, (drawn, true)
+    numbers = await browser.js("return [...document.querySelectorAll('.gbox .gbox-num')].map(n => n.textContent)")
+    assert numbers == ["1", "2"]
+    assert await chips(browser) == [("1 · pullover", True), ("2 · sneaker", False), ("Whole photo", False)]
+
+    # The cards are garment 1's: what the service answers for that garment, tops only.
+    uid, _ = await visitor(browser, service)
+    user = UserRef("web", uid)
+    request_id = (await last_results(browser))["request_id"]
+    first = await card_ids(browser)
+    assert first == [s.item.id for s in (await service.switch(user, request_id, 1)).items]
+    assert set(await categories(service, first)) <= TOPS
+
+    # Box 2 (a real click on the photo) → the sneaker's items; the focus stays on the box.
+    await browser.click(".gbox[data-key='g2']")
+    await browser.wait_js("document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for the sneaker (2 of 2):'")
+    second = await card_ids(browser)
+    assert len(second) == 10 and second == [s.item.id for s in (await service.switch(user, request_id, 2)).items]
+    assert set(await categories(service, second)) <= SHOES
+    assert [b["current"] for b in await drawn_boxes(browser)] == [False, True]
+    assert await chips(browser) == [("1 · pullover", False), ("2 · sneaker", True), ("Whole photo", False)]
+    assert await browser.js("return document.activeElement.dataset.focus") == "box:g2"
+    await browser.screenshot(ARTIFACTS / "web-garments.png", full_page=True)
+
+    # "Whole photo" chip → the whole photo's items.
+    await browser.click(".gchip[data-key='whole']")
+    await browser.wait_js("document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for the whole photo:'")
+    assert await card_ids(browser) == [s.item.id for s in (await service.switch(user, request_id, None)).items]
+    assert [b["current"] for b in await drawn_boxes(browser)] == [False, False]
+
+    # Keyboard: the chips are buttons; Enter on "1 · pullover" brings garment 1 back.
+    await browser.js("document.querySelector(\".gchip[data-key='g1']\").focus()")
+    await browser.keys(chromium.ENTER)
+    await browser.wait_js("document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for the pullover (1 of 2):'")
+    assert await card_ids(browser) == first
+    assert await browser.js("return document.activeElement.dataset.focus") == "chip:g1"
+
+    # After a reload the answer comes back (boxes on the thumbnail) and switching still works.
+    await browser.js("location.reload()")
+    await browser.wait_js("document.body.classList.contains('ready') && document.querySelectorAll('.gbox').length == 2")
+    await browser.click(".gchip[data-key='g2']")
+    await browser.wait_js("document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for the sneaker (2 of 2):'")
+    assert await card_ids(browser) == second
+    assert await browser.count(".draw-toggle") == 0  # the file itself is gone with the old page
+
+
+async def test_photo_without_clothing_is_refused(service, browser, open_chat, tmp_path):
+    """The real finder on a photo of a building: the refusal, no items, and the whole photo one tap away."""
+    from sklearn.datasets import load_sample_image
+    from PIL import Image
+
+    path = tmp_path / "china.jpg"
+    Image.fromarray(load_sample_image("china.jpg")).save(path, quality=90)
+    await open_chat(finder="real")
+    await browser.upload(path)
+    await browser.wait_js("document.querySelector('.msg.bot.wide h2')", 60)
+    assert await browser.text(".msg.bot.wide h2") == render.NO_GARMENT
+    assert await browser.text(".msg.bot.wide .panel-head p") == render.NO_GARMENT_HINT
+    assert await browser.count(".msg.bot.wide .card") == 0
+    assert await browser.count(".gbox") == 0
+    assert await browser.text(".refusal button") == render.SEARCH_WHOLE_PHOTO
+    _, user_id = await visitor(browser, service)
+    assert await rows(service, RecommendationRow, user_id) == 0  # nothing was recommended
+
+    await browser.click(".refusal button")
+    await browser.wait_js("document.querySelectorAll('.msg.bot.wide .card').length == 10")
+    assert await showing(browser) == "Matches for the whole photo:"
+    assert await chips(browser) == [("Whole photo", True)]
+    assert await browser.text(".msg.bot.wide h2") == render.NO_GARMENT  # still honest about what it saw
+
+
+async def drag(browser, selector: str, start: tuple[float, float], end: tuple[float, float], steps: int = 6) -> None:
+    """Press, drag and release the mouse over ``selector``, at points relative to its box."""
+
+    def do() -> None:
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.by import By
+
+        element = browser.driver.find_element(By.CSS_SELECTOR, selector)
+        browser.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+        w, h = element.size["width"], element.size["height"]
+        at = lambda p: (round((p[0] - 0.5) * w), round((p[1] - 0.5) * h))  # noqa: E731 (offsets from the centre)
+        chain = ActionChains(browser.driver, duration=20)
+        chain.move_to_element_with_offset(element, *at(start)).click_and_hold()
+        for i in range(1, steps + 1):
+            t = i / steps
+            chain.move_to_element_with_offset(element, *at((start[0] + t * (end[0] - start[0]), start[1] + t * (end[1] - start[1]))))
+        chain.release().perform()
+
+    await browser.call(do)
+
+
+async def test_drawing_a_box_searches_that_region(service, browser, open_chat, outfit):
+    path, finder, (_, shoes) = outfit
+    await open_chat(finder=finder)
+    await upload_and_wait(browser, path)
+    await browser.wait_js("document.querySelector('.stage-photo')?.naturalWidth > 0")
+    first = await card_ids(browser)
+
+    await browser.click(".draw-toggle")
+    await browser.wait_js("document.querySelector('.stage').classList.contains('drawing')")
+    assert await browser.js("return document.querySelector('.draw-toggle').getAttribute('aria-pressed')") == "true"
+    region = (shoes[0] - 0.03, shoes[1] - 0.03, shoes[2] + 0.03, shoes[3] + 0.03)
+    await drag(browser, ".stage-photo", (region[0], region[1]), (region[2], region[3]))
+    await browser.wait_js("document.querySelector('.gbox.mine')")
+    await browser.wait_js("document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for your selection:'")
+    sent = (await last_results(browser))["selection"]["box"]
+    for got, want in zip((sent["x0"], sent["y0"], sent["x1"], sent["y1"]), region):
+        assert abs(got - want) < 0.01, (sent, region)
+    mine = await card_ids(browser)
+    assert len(mine) == 10 and mine != first
+    assert sum(c in SHOES for c in await categories(service, mine)) >= 7  # the box holds shoes
+    assert await chips(browser) == [("1 · pullover", False), ("2 · sneaker", False), ("✎ your selection", True),
+                                    ("Whole photo", False)]
+    assert not await browser.js("return document.querySelector('.stage').classList.contains('drawing')")
+    drawn = [b for b in await drawn_boxes(browser) if b["key"] == "selection"][0]
+    assert drawn["current"] and abs(drawn["x0"] - sent["x0"]) * drawn["w"] < 1.5
+
+    # Back to garment 1, then to the selection again (kept server-side under its own request;
+    # the ranking may shift a little: the selection is part of the visitor's history now).
+    uid, _ = await visitor(browser, service)
+    state = await last_results(browser)
+    await browser.click(".gbox[data-key='g1']")
+    await browser.wait_js("document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for the pullover (1 of 2):'")
+    again = await card_ids(browser)
+    assert again == [s.item.id for s in (await service.switch(UserRef("web", uid), state["request_id"], 1)).items]
+    assert set(await categories(service, again)) <= TOPS
+    await browser.click(".gchip[data-key='selection']")
+    await browser.wait_js("document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for your selection:'")
+    mine = await card_ids(browser)
+    assert mine == [s.item.id for s in (await service.switch(UserRef("web", uid), state["selection"]["request_id"], 1)).items]
+
+    # A slip (a click, no drag) searches nothing; Escape leaves drawing mode.
+    await browser.click(".draw-toggle")
+    await drag(browser, ".stage-photo", (0.5, 0.5), (0.51, 0.505), steps=1)
+    await browser.wait_js("document.getElementById('toast')?.textContent === 'Drag a little further to draw a box.'")
+    await browser.keys("\ue00c")  # Escape
+    await browser.wait_js("!document.querySelector('.stage').classList.contains('drawing')")
+    assert await card_ids(browser) == mine
+
+
+async def test_drawing_with_a_finger(service, browser, open_chat, outfit):
+    """On a phone: touch events (as Chromium's touch emulation sends them) draw the box too."""
+    path, finder, (top, _) = outfit
+    await open_chat(finder=finder)
+    await browser.viewport(390, 844, mobile=True)
+    await upload_and_wait(browser, path)
+    await browser.wait_js("document.querySelector('.stage-photo')?.naturalWidth > 0")
+    await browser.click(".draw-toggle")
+    rect = await browser.js(
+        "const e = document.querySelector('.stage-photo'); e.scrollIntoView({block: 'center'});"
+        " const r = e.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]")
+    region = (top[0], top[1], top[2], top[3])
+    points = [(rect[0] + (region[0] + t * (region[2] - region[0])) * rect[2],
+               rect[1] + (region[1] + t * (region[3] - region[1])) * rect[3]) for t in (0, 0.25, 0.5, 0.75, 1)]
+
+    def touch() -> None:
+        send = browser.driver.execute_cdp_cmd
+        send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": points[0][0], "y": points[0][1]}]})
+        for x, y in points[1:]:
+            send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+        send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+    scroll = await browser.js("return window.scrollY")
+    await browser.call(touch)
+    await browser.wait_js("document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for your selection:'")
+    assert await browser.js("return window.scrollY") == scroll  # the finger drew, it did not scroll the page
+    sent = (await last_results(browser))["selection"]["box"]
+    for got, want in zip((sent["x0"], sent["y0"], sent["x1"], sent["y1"]), region):
+        assert abs(got - want) < 0.015, (sent, region)
+    assert await browser.js("return document.documentElement.scrollWidth <= window.innerWidth"), "sideways scroll on a phone"
+    await browser.screenshot(ARTIFACTS / "web-garments-phone.png")

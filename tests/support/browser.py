@@ -239,3 +239,69 @@ async def add_item(service: Any, title: str, image: bytes, *, url: str | None = 
                    price=price, category=category, shop=shop)
     [item_id] = await service.catalogue.add_items([item], await service.encoder.embed(prepared.pixels[None]))
     return item_id
+
+
+# ---- garment finders for page tests ------------------------------------------------------------
+# The page tests are about the page: what the garment finder sees is pinned here (the
+# finder has tests and benchmarks of its own). The service still crops, embeds, searches
+# and stores every garment for real; only ``scan`` is fixed.
+def _scan(garments: list[tuple[str, str, tuple[float, float, float, float], float]], product_shot: bool = False) -> Any:
+    from engine.vision.garments import Box, FoundGarment, GarmentScan
+
+    found = tuple(FoundGarment(Box(*box), group, label, conf) for group, label, box, conf in garments)
+    return GarmentScan(found, 1.0 if found else 0.0, product_shot)
+
+
+class ProductShots:
+    """Every photo is a product shot: one garment covering what is not background, searched
+    as the whole picture (the service's product-shot path), so results are the whole
+    photo's and never depend on the finder's calibration."""
+
+    def scan(self, img: Any) -> Any:
+        import numpy as np
+
+        grey = np.asarray(img.convert("L"), dtype=np.uint8)
+        ys, xs = np.nonzero(grey < 235)
+        h, w = grey.shape
+        box = (xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h) if len(xs) else (0.0, 0.0, 1.0, 1.0)
+        return _scan([("other", "item", box, 0.9)], product_shot=True)
+
+
+@dataclass
+class FixedGarments:
+    """A finder that sees these garments (group, label, relative box, confidence) in any photo."""
+
+    garments: list[tuple[str, str, tuple[float, float, float, float], float]]
+
+    def scan(self, img: Any) -> Any:
+        return _scan(self.garments)
+
+
+def outfit_photo(top28: Any, below28: Any, size: tuple[int, int] = (480, 640), seed: int = 0,
+                 background: tuple[int, int, int] = (238, 234, 228)) -> tuple[bytes, list[tuple[float, float, float, float]]]:
+    """An outfit in one photo: a Fashion-MNIST top above, shoes (or a bag) below, on a light
+    wall with a soft floor shadow. Returns the JPEG and each garment's true relative box."""
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFilter
+
+    from engine.training.garment_scenes import garment_rgba
+
+    w, h = size
+    rng = np.random.default_rng(seed)
+    canvas = Image.new("RGB", (w, h), background)
+    floor = ImageDraw.Draw(canvas)
+    floor.rectangle([0, int(h * 0.82), w, h], fill=tuple(max(0, c - 22) for c in background))
+    canvas = canvas.filter(ImageFilter.GaussianBlur(6))
+    boxes = []
+    for pixels, height, cx, top in ((top28, 0.42, 0.5, 0.06), (below28, 0.24, 0.52, 0.6)):
+        piece = garment_rgba(pixels, rng, int(height * h), style="dyed")
+        x, y = int(cx * w - piece.width / 2), int(top * h)
+        canvas.paste(piece, (x, y), piece)
+        alpha = np.asarray(piece.getchannel("A")) > 40
+        ys, xs = np.nonzero(alpha)
+        boxes.append(((x + xs.min()) / w, (y + ys.min()) / h, (x + xs.max() + 1) / w, (y + ys.max() + 1) / h))
+    out = io.BytesIO()
+    canvas.save(out, format="JPEG", quality=92)
+    return out.getvalue(), boxes

@@ -267,7 +267,8 @@ def test_garment_texts():
     rec = Recommendation(backbone="x", items=[scored(1)], request_id=3, garment=1,
                          garments=[garment(1, "coat"), garment(2, "trousers"), garment(3, "shoes")])
     assert render.garments_text(rec.garments) == "I see a coat, trousers and shoes."
-    assert render.recommendation_intro(rec).startswith("I see a coat, trousers and shoes. Matches for the coat (1 of 3)")
+    intro = render.recommendation_intro(rec)
+    assert intro.startswith("I see a coat, trousers and shoes. Matches for the coat (1 of 3)")
     assert render.garments_text([garment(1, "anorak")]) == "I see an anorak."
     refused = Recommendation(backbone="x", items=[], request_id=3, no_garment=True)
     assert render.recommendation_text(refused) == render.no_garment_text()

@@ -38,8 +38,9 @@ def test_product_shots_are_never_refused_and_boxed(finder):
 
 
 def test_product_shot_as_a_chat_jpeg_is_a_product_shot(finder):
-    from tests.support.pictures import fmnist_jpeg
     import io
+
+    from tests.support.pictures import fmnist_jpeg
 
     x, y = gs._fm("test")
     img = Image.open(io.BytesIO(fmnist_jpeg(x[0]))).convert("RGB")  # an ankle boot, 280 px JPEG
@@ -78,11 +79,11 @@ def test_grace_hopper_has_clothing_on_the_upper_body(finder):
     img = _photo("mpl:grace_hopper.jpg")
     scan = finder.scan(img)
     assert scan.garments, scan
-    upper = [g for g in scan.garments if g.group in ("top", "outerwear")]
+    # The uniform fills the lower two thirds of the portrait, below the face: some top or
+    # outerwear garment found there (the head also takes her cap for a pullover).
+    upper = [g for g in scan.garments if g.group in ("top", "outerwear") and (g.box.y0 + g.box.y1) / 2 > 0.45]
     assert upper, scan
-    # The uniform is in the lower two thirds of the portrait, below the face.
-    centre_y = (upper[0].box.y0 + upper[0].box.y1) / 2
-    assert centre_y > 0.45, upper[0]
+    assert max(g.box.x1 - g.box.x0 for g in upper) > 0.3, upper  # the jacket, not a badge
 
 
 def test_scan_is_deterministic(finder):

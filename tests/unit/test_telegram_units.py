@@ -8,19 +8,19 @@ from PIL import Image
 from telegram import PhotoSize
 from telegram.error import BadRequest, InvalidToken, NetworkError
 
+from bot.pictures import chat_jpeg
 from bot.telegram import MissingToken, main_line_error
 from bot.telegram.keyboards import CALLBACK_DATA_MAX, feedback_data, parse_feedback, results_keyboard, results_text
 from bot.telegram.media import DISPLAY_MAX_SIDE, DISPLAY_SIDE, pick_photo
 from bot.telegram.text import fit, split_message, tg_len
-from bot.pictures import chat_jpeg
 from bot.urls import is_public_url
+from engine.errors import BadImage
+from engine.types import Item, ScoredItem
+from tests.support.fakes.telegram_api import public_url_problem
 
 
 def display_jpeg(data: bytes) -> bytes:
     return chat_jpeg(data, min_side=DISPLAY_SIDE, max_side=DISPLAY_MAX_SIDE)
-from engine.errors import BadImage
-from engine.types import Item, ScoredItem
-from tests.support.fakes.telegram_api import public_url_problem
 
 
 @pytest.mark.parametrize(
@@ -96,7 +96,11 @@ def item(n: int, url: str | None = None, title: str | None = None) -> ScoredItem
 
 
 def test_results_keyboard_respects_telegram_limits():
-    items = [item(1, "https://shop.example.com/1", title="A very long product name " * 10), item(2, "http://localhost/2"), item(3)]
+    items = [
+        item(1, "https://shop.example.com/1", title="A very long product name " * 10),
+        item(2, "http://localhost/2"),
+        item(3),
+    ]
     markup = results_keyboard(items).to_dict()["inline_keyboard"]
     assert [len(row) for row in markup] == [3, 2, 2]
     assert markup[0][0]["url"] == "https://shop.example.com/1" and tg_len(markup[0][0]["text"]) <= 42
@@ -121,7 +125,10 @@ def size(w: int, h: int, nbytes: int | None) -> PhotoSize:
 
 
 def test_pick_photo_takes_enough_pixels_within_the_cap():
-    sizes = [size(90, 60, 2_000), size(320, 213, 20_000), size(800, 533, 90_000), size(1280, 853, 200_000), size(2560, 1706, 900_000)]
+    sizes = [
+        size(90, 60, 2_000), size(320, 213, 20_000), size(800, 533, 90_000),
+        size(1280, 853, 200_000), size(2560, 1706, 900_000),
+    ]
     assert pick_photo(sizes, 20_000_000).width == 1280  # smallest with a short side >= 640
     assert pick_photo(sizes, 100_000).width == 800  # largest under the cap
     assert pick_photo(sizes[:2], 20_000_000).width == 320
@@ -156,8 +163,8 @@ def test_token_never_reaches_the_log(caplog, tmp_path):
 
     from pydantic import SecretStr
 
-    from engine.config import Settings
     from bot.telegram import build_application
+    from engine.config import Settings
 
     token = "424242:AAsecret-token-for-the-log-test"
     caplog.set_level(logging.DEBUG)

@@ -1,4 +1,4 @@
-// fashionbot web chat: a thin adapter over the JSON API in bot/web.py.
+// fashionbot web chat: a thin adapter over the JSON API in bot/web/routes.py.
 // Every text that comes from the catalogue or a shop is put on the page with
 // textContent (or as an attribute value), never parsed as HTML.
 "use strict";
@@ -11,7 +11,11 @@
     up: "M7 11v9H4.5a1 1 0 0 1-1-1v-7a1 1 0 0 1 1-1H7Zm0 0 3.6-6.3a1.6 1.6 0 0 1 2.9 1.1L13 10h5.3a2 2 0 0 1 2 2.4l-1.3 6A2 2 0 0 1 17 20H7",
     out: "M14 4h6v6M20 4l-9 9M18 14v4a2 2 0 0 1-2 2H6a2 2 0 0 1-2-2V8a2 2 0 0 1 2-2h4",
     page: "M9 5l7 7-7 7",
+    draw: "M4 9V5a1 1 0 0 1 1-1h4M15 4h4a1 1 0 0 1 1 1v4M20 15v4a1 1 0 0 1-1 1h-4M9 20H5a1 1 0 0 1-1-1v-4",
   };
+  const WHOLE = "whole";           // the key of the whole-photo search
+  const SELECTION = "selection";   // the key of the box the visitor drew
+  const MIN_BOX = 0.03;            // a drawn box smaller than this (share of the photo's side) is a slip
 
   const $ = (sel) => document.querySelector(sel);
   const log = $("#log");
@@ -24,6 +28,10 @@
   const trendDialog = $("#trend-dialog");
 
   let config = {
+    no_garment: "I can't see any clothing in this photo.",
+    no_garment_hint: "If there is something to match in it anyway, search the whole photo.",
+    whole_photo: "Whole photo",
+    search_whole_photo: "Search the whole photo",
     max_image_bytes: 20 * 1024 * 1024,
     top_k: 10,
     trend_available: false,
@@ -32,6 +40,12 @@
   };
   let state = { next: 1, messages: [], ratings: {} };
   const blobUrls = new Map(); // message id -> object URL of the user's photo thumbnail
+  // The photos themselves stay in this tab only (never in sessionStorage, never uploaded
+  // anywhere but /api/recommend): a drawn box is searched by sending the same file again.
+  const files = new Map();    // photo message id -> the File the visitor chose
+  const fileUrls = new Map(); // photo message id -> object URL of that File
+  const busyResults = new Set(); // results message ids waiting for a switch or a box search
+  const drawing = new Set();     // results message ids in "draw a box" mode
 
   // ---- DOM helpers ---------------------------------------------------------------
   function el(tag, props, ...children) {
@@ -251,11 +265,296 @@
   }
 
   function renderResults(msg) {
+    if (!Array.isArray(msg.garments)) return renderPlainResults(msg); // history from an older page
+    const view = garmentView(msg);
+    return el("section", { class: "panel results", "aria-busy": busyResults.has(msg.id) ? "true" : null },
+      resultsHead(msg),
+      el("div", { class: "results-layout" + (view ? "" : " no-view") }, view, resultsBody(msg)));
+  }
+
+  function renderPlainResults(msg) {
     const items = msg.items || [];
     if (!items.length) return el("div", { class: "bubble" }, el("p", { class: "text", text: "No matching items found." }));
-    const title = items.length === 1 ? "The most similar item" : `The ${items.length} most similar items`;
-    const sub = msg.backbone ? `Matched by appearance with ${msg.backbone}. Rate them to teach me your taste.` : null;
-    return section(title, sub, grid(items, { rate: true }));
+    return section(plainTitle(items), backboneLine(msg), grid(items, { rate: true }));
+  }
+
+  function plainTitle(items) {
+    return items.length === 1 ? "The most similar item" : `The ${items.length} most similar items`;
+  }
+
+  function backboneLine(msg) {
+    return msg.backbone ? `Matched by appearance with ${msg.backbone}. Rate them to teach me your taste.` : null;
+  }
+
+  function resultsHead(msg) {
+    let title, sub = backboneLine(msg);
+    if (msg.garments.length) {
+      // The server's intro is "I see a coat and shoes. Matches for the coat (1 of 2):";
+      // the second sentence goes above the cards.
+      const intro = String(msg.intro || "");
+      const first = msg.first_showing || "";
+      title = first && intro.endsWith(first) ? intro.slice(0, intro.length - first.length).trim() : intro;
+      title = title || `I see ${msg.garments.map((g) => g.label).join(", ")}.`;
+    } else if (msg.no_garment) {
+      title = config.no_garment;
+      sub = config.no_garment_hint;
+    } else {
+      title = plainTitle(msg.items || []);
+    }
+    return el("header", { class: "panel-head" }, el("h2", { text: title }),
+      sub ? el("p", { class: "muted small", text: sub }) : null);
+  }
+
+  function showingText(msg) {
+    if (msg.current === SELECTION) return `Matches for ${msg.selection ? msg.selection.label : "your selection"}:`;
+    if (msg.showing) return msg.showing;
+    if (msg.current === WHOLE) return "Matches for the whole photo:";
+    const g = currentGarment(msg);
+    return g ? `Matches for the ${g.label} (${g.number} of ${msg.garments.length}):` : "";
+  }
+
+  function currentGarment(msg) {
+    return msg.garments.find((g) => "g" + g.number === msg.current) || null;
+  }
+
+  function resultsBody(msg) {
+    const body = el("div", { class: "results-body" });
+    if (msg.current === null) { // a photo without clothing, nothing searched yet
+      body.append(el("div", { class: "refusal" },
+        el("button", { type: "button", class: "button primary", "data-focus": "whole-button",
+          onclick: () => choose(msg, WHOLE) }, config.search_whole_photo),
+        files.has(msg.photo) ? el("p", { class: "muted small", text: "…or draw a box around what you want me to find." }) : null));
+      return body;
+    }
+    body.append(el("h3", { class: "sub-head showing", text: showingText(msg) }));
+    const items = msg.items || [];
+    body.append(items.length ? grid(items, { rate: true })
+      : el("p", { class: "text muted", text: "No matching items found." }));
+    return body;
+  }
+
+  function photoSrc(msg) {
+    const id = msg.photo;
+    if (fileUrls.has(id)) return fileUrls.get(id);
+    if (files.has(id)) {
+      const url = URL.createObjectURL(files.get(id));
+      fileUrls.set(id, url);
+      return url;
+    }
+    const photo = state.messages.find((m) => m.id === id && m.kind === "photo");
+    return photo ? thumbUrl(photo) : null; // after a reload: the small thumbnail
+  }
+
+  function placeBox(node, box) {
+    node.style.left = (box.x0 * 100).toFixed(3) + "%";
+    node.style.top = (box.y0 * 100).toFixed(3) + "%";
+    node.style.width = ((box.x1 - box.x0) * 100).toFixed(3) + "%";
+    node.style.height = ((box.y1 - box.y0) * 100).toFixed(3) + "%";
+    return node;
+  }
+
+  function garmentView(msg) {
+    const src = photoSrc(msg);
+    const canDraw = files.has(msg.photo);
+    const view = el("div", { class: "garment-view" });
+    if (src) {
+      const size = Array.isArray(msg.photo_size) ? msg.photo_size : null;
+      const img = el("img", { class: "stage-photo", src, alt: "Your photo", draggable: "false",
+        width: size ? size[0] : null, height: size ? size[1] : null });
+      const stage = el("div", { class: "stage" + (drawing.has(msg.id) ? " drawing" : "") }, img, boxButtons(msg));
+      if (canDraw) wireDrawing(stage, msg);
+      view.append(stage);
+    }
+    const chips = garmentChips(msg);
+    if (chips) view.append(chips);
+    if (canDraw && src) {
+      const on = drawing.has(msg.id);
+      view.append(el("div", { class: "draw-tools" },
+        el("button", { type: "button", class: "chip small draw-toggle", "aria-pressed": on ? "true" : "false",
+          "data-focus": "draw", onclick: () => toggleDrawing(msg) }, icon("draw"), on ? "Cancel drawing" : "Draw a box"),
+        el("span", { class: "muted small draw-hint", text: on ? "Drag over the photo around what you want me to find."
+          : "Search just one part of the photo." })));
+    }
+    return src || chips ? view : null;
+  }
+
+  function boxButtons(msg) {
+    const layer = el("div", { class: "stage-boxes" });
+    for (const g of msg.garments) {
+      const key = "g" + g.number;
+      const current = msg.current === key;
+      layer.append(placeBox(el("button", {
+        type: "button", class: "gbox" + (current ? " current" : ""), "data-key": key, "data-focus": "box:" + key,
+        "aria-pressed": current ? "true" : "false", "aria-label": `Garment ${g.number}: ${g.label}`,
+        title: `${g.number} · ${g.label}`, onclick: () => choose(msg, key),
+      }, el("span", { class: "gbox-num", "aria-hidden": "true", text: String(g.number) })), g.box));
+    }
+    if (msg.selection) {
+      const current = msg.current === SELECTION;
+      layer.append(placeBox(el("button", {
+        type: "button", class: "gbox mine" + (current ? " current" : ""), "data-key": SELECTION,
+        "data-focus": "box:" + SELECTION, "aria-pressed": current ? "true" : "false",
+        "aria-label": `The box you drew: ${msg.selection.label}`, title: msg.selection.label,
+        onclick: () => choose(msg, SELECTION),
+      }, el("span", { class: "gbox-num", "aria-hidden": "true", text: "✎" })), msg.selection.box));
+    }
+    return layer;
+  }
+
+  function garmentChips(msg) {
+    if (!msg.garments.length && !msg.selection && msg.current === null) return null;
+    const chip = (key, text) => {
+      const current = msg.current === key;
+      return el("button", { type: "button", class: "chip small gchip" + (current ? " current" : ""), "data-key": key,
+        "data-focus": "chip:" + key, "aria-pressed": current ? "true" : "false", onclick: () => choose(msg, key) }, text);
+    };
+    return el("div", { class: "garment-chips", role: "group", "aria-label": "What to find" },
+      msg.garments.map((g) => chip("g" + g.number, `${g.number} · ${g.label}`)),
+      msg.selection ? chip(SELECTION, "✎ " + msg.selection.label) : null,
+      chip(WHOLE, config.whole_photo));
+  }
+
+  // Press, drag, release (mouse, pen or finger: pointer events) while "Draw a box" is on.
+  function wireDrawing(stage, msg) {
+    let start = null, draft = null, pointer = null;
+    const at = (e) => {
+      const r = stage.getBoundingClientRect();
+      return [clamp01((e.clientX - r.left) / r.width), clamp01((e.clientY - r.top) / r.height)];
+    };
+    const boxOf = (a, b) => ({ x0: Math.min(a[0], b[0]), y0: Math.min(a[1], b[1]), x1: Math.max(a[0], b[0]), y1: Math.max(a[1], b[1]) });
+    const stop = () => { if (draft) draft.remove(); draft = start = pointer = null; };
+    stage.addEventListener("pointerdown", (e) => {
+      if (!drawing.has(msg.id) || busyResults.has(msg.id) || (e.pointerType === "mouse" && e.button !== 0)) return;
+      e.preventDefault();
+      stop();
+      pointer = e.pointerId;
+      start = at(e);
+      try { stage.setPointerCapture(pointer); } catch (err) { /* the pointer is gone already */ }
+      draft = placeBox(el("div", { class: "draft-box", "aria-hidden": "true" }), boxOf(start, start));
+      stage.append(draft);
+    });
+    stage.addEventListener("pointermove", (e) => {
+      if (e.pointerId !== pointer || !draft) return;
+      e.preventDefault();
+      placeBox(draft, boxOf(start, at(e)));
+    });
+    stage.addEventListener("pointerup", (e) => {
+      if (e.pointerId !== pointer || !start) return;
+      const box = boxOf(start, at(e));
+      stop();
+      if (box.x1 - box.x0 < MIN_BOX || box.y1 - box.y0 < MIN_BOX) {
+        toast("Drag a little further to draw a box.");
+        return;
+      }
+      searchRegion(msg, box);
+    });
+    stage.addEventListener("pointercancel", (e) => { if (e.pointerId === pointer) stop(); });
+  }
+
+  function clamp01(v) { return Math.max(0, Math.min(1, Number.isFinite(v) ? v : 0)); }
+
+  function cleanBox(b) {
+    if (!b || typeof b !== "object") return { x0: 0, y0: 0, x1: 1, y1: 1 };
+    const x0 = clamp01(Number(b.x0)), y0 = clamp01(Number(b.y0));
+    return { x0, y0, x1: Math.max(x0, clamp01(Number(b.x1))), y1: Math.max(y0, clamp01(Number(b.y1))) };
+  }
+
+  function toggleDrawing(msg) {
+    if (drawing.has(msg.id)) drawing.delete(msg.id); else drawing.add(msg.id);
+    refresh(msg);
+    announce(drawing.has(msg.id) ? "Drag over the photo around what you want me to find." : "Drawing cancelled.");
+  }
+
+  /** Re-render one results message in place: the loaded photo and the focus are kept. */
+  function refresh(msg) {
+    save();
+    const old = document.getElementById("m-" + msg.id);
+    const node = render(msg);
+    if (!old) return;
+    const focused = old.contains(document.activeElement) && document.activeElement.dataset
+      ? document.activeElement.dataset.focus : null;
+    const oldImg = old.querySelector(".stage-photo");
+    const newImg = node.querySelector(".stage-photo");
+    if (oldImg && newImg && oldImg.src === newImg.src) newImg.replaceWith(oldImg); // no reload, no flicker
+    old.replaceWith(node);
+    if (focused) {
+      const again = node.querySelector(`[data-focus="${CSS.escape(focused)}"]`) || node.querySelector(".gchip.current");
+      if (again) again.focus({ preventScroll: true });
+    }
+  }
+
+  function setBusy(msg, on) {
+    if (on) busyResults.add(msg.id); else busyResults.delete(msg.id);
+    const node = document.getElementById("m-" + msg.id);
+    const panel = node && node.querySelector(".panel");
+    if (panel) { if (on) panel.setAttribute("aria-busy", "true"); else panel.removeAttribute("aria-busy"); }
+  }
+
+  function resultsFrom(data, photoId) {
+    const garments = Array.isArray(data.garments) ? data.garments.map((g) => ({
+      number: Number(g.number), group: String(g.group || "other"), label: String(g.label || "item"),
+      box: cleanBox(g.box), confidence: Number(g.confidence) || 0,
+    })) : [];
+    return {
+      who: "bot", kind: "results", photo: photoId, backbone: data.backbone, items: data.items || [],
+      request_id: Number.isInteger(data.request_id) ? data.request_id : null,
+      garments, no_garment: Boolean(data.no_garment),
+      photo_size: Array.isArray(data.photo_size) ? data.photo_size.map(Number) : null,
+      intro: String(data.intro || ""), showing: String(data.showing || ""), first_showing: String(data.showing || ""),
+      current: data.garment !== null && data.garment !== undefined ? "g" + data.garment : (data.no_garment ? null : WHOLE),
+      selection: null,
+    };
+  }
+
+  /** Show another garment of the same photo (or the whole photo, or the drawn box). */
+  async function choose(msg, key) {
+    if (busyResults.has(msg.id) || key === msg.current) return;
+    let requestId = msg.request_id;
+    let garment = null;
+    if (key === SELECTION) {
+      if (!msg.selection) return;
+      requestId = msg.selection.request_id;
+      garment = 1;
+    } else if (key !== WHOLE) {
+      garment = Number(key.slice(1));
+    }
+    if (!requestId) { toast("I no longer have that photo's results. Please send it again.", "error"); return; }
+    setBusy(msg, true);
+    const res = await api("/api/switch", { method: "POST", json: { request_id: requestId, garment } });
+    setBusy(msg, false);
+    if (!res.ok) { toast(res.error, "error"); return; }
+    msg.items = res.data.items || [];
+    msg.current = key;
+    msg.showing = key === SELECTION ? "" : String(res.data.showing || "");
+    refresh(msg);
+    announce(`${showingText(msg)} ${msg.items.length} items.`);
+  }
+
+  /** Search a box the visitor drew: the same file again, with the box as ``region``. */
+  async function searchRegion(msg, box) {
+    const file = files.get(msg.photo);
+    drawing.delete(msg.id);
+    if (!file) { toast("Please send the photo again to draw a box on it."); refresh(msg); return; }
+    const region = {};
+    for (const k of ["x0", "y0", "x1", "y1"]) region[k] = Math.round(box[k] * 10000) / 10000;
+    setBusy(msg, true);
+    refresh(msg);
+    const form = new FormData();
+    form.append("photo", file, file.name || "photo");
+    form.append("region", JSON.stringify(region));
+    const res = await api("/api/recommend", { method: "POST", body: form });
+    setBusy(msg, false);
+    if (!res.ok) { toast(res.error, "error"); refresh(msg); return; }
+    const mine = (res.data.garments || [])[0];
+    msg.selection = {
+      request_id: res.data.request_id, box: mine ? cleanBox(mine.box) : region,
+      label: mine && mine.label ? String(mine.label) : "your selection",
+    };
+    msg.items = res.data.items || [];
+    msg.current = SELECTION;
+    msg.showing = "";
+    refresh(msg);
+    announce(`${showingText(msg)} ${msg.items.length} items.`);
   }
 
   function grid(items, opts) {
@@ -402,15 +701,16 @@
     document.body.classList.add("busy");
     try {
       const thumb = await makeThumb(file);
-      add({ who: "user", kind: "photo", thumb, name: file.name && file.name !== "image.png" ? file.name : "" });
+      const photo = add({ who: "user", kind: "photo", thumb, name: file.name && file.name !== "image.png" ? file.name : "" });
+      files.set(photo.id, file);
       const wait = pending("Looking for similar items…");
       const form = new FormData();
       form.append("photo", file, file.name || "photo");
       const res = await api("/api/recommend", { method: "POST", body: form });
       wait.remove();
       if (!res.ok) { reply(res.error, "error"); return; }
-      add({ who: "bot", kind: "results", backbone: res.data.backbone, items: res.data.items });
-      announce(`${res.data.items.length} similar items found.`);
+      const msg = add(resultsFrom(res.data, photo.id));
+      announce(msg.no_garment ? config.no_garment : `${resultsHead(msg).textContent} ${msg.items.length} similar items found.`);
     } finally {
       busy = false;
       document.body.classList.remove("busy");
@@ -515,8 +815,10 @@
     say("/forget");
     const res = await api("/api/forget", { method: "POST", json: { confirm: true } });
     if (!res.ok) { reply(res.error, "error"); return; }
-    for (const url of blobUrls.values()) URL.revokeObjectURL(url);
+    for (const url of [...blobUrls.values(), ...fileUrls.values()]) URL.revokeObjectURL(url);
     blobUrls.clear();
+    fileUrls.clear();
+    files.clear();
     state = { next: state.next, messages: [], ratings: {} };
     for (const node of [...log.children]) if (node.id !== "welcome") node.remove();
     save();
@@ -594,6 +896,13 @@
       depth = 0;
       overlay.hidden = true;
       sendPhoto(imageFrom(e.dataTransfer.files));
+    });
+    document.addEventListener("keydown", (e) => { // Escape leaves "draw a box" mode
+      if (e.key !== "Escape" || !drawing.size) return;
+      for (const id of [...drawing]) {
+        const msg = state.messages.find((m) => m.id === id);
+        if (msg) toggleDrawing(msg); else drawing.delete(id);
+      }
     });
     document.addEventListener("paste", (e) => {
       const files = e.clipboardData && e.clipboardData.files;

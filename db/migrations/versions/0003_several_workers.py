@@ -19,6 +19,8 @@ Revises: 0002
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -70,7 +72,7 @@ def upgrade() -> None:
     sqlite = op.get_bind().dialect.name == "sqlite"
     if op.get_bind().dialect.name == "postgresql":
         _rename_postgres_constraints()
-    rebuild = "always" if sqlite else "auto"
+    rebuild: Literal["always", "auto"] = "always" if sqlite else "auto"
     sqlite_kwargs = {"sqlite_autoincrement": True} if sqlite else {}
 
     with op.batch_alter_table(

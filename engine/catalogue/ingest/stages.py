@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 Embed = Callable[[np.ndarray], Awaitable[np.ndarray]]
 FETCH_CONCURRENCY = 16  # remote pictures in flight per chunk (the fetcher also caps per host)
+DECODE_SLICES = 2  # pool tasks per chunk: the encoder's pool has two workers
 
 
 @dataclass
@@ -74,39 +75,62 @@ class Decoder:
         self._fetch_slots = asyncio.Semaphore(FETCH_CONCURRENCY)
 
     async def __call__(self, rows: list[Row]) -> Decoded:
-        results = await asyncio.gather(*(self._one(r) for r in rows))
-        out = Decoded()
+        # Remote pictures first (concurrently, on the loop), then one pool task per slice of
+        # the chunk: a few hand-offs per chunk instead of one per picture.
+        fetched = await asyncio.gather(*(self._bytes(r) for r in rows))
+        slices = [list(range(k, len(rows), DECODE_SLICES)) for k in range(min(DECODE_SLICES, len(rows)))]
+        done = await asyncio.gather(
+            *(self.encoder.run(self._decode_slice, [rows[i] for i in idx], [fetched[i] for i in idx]) for idx in slices)
+        )
+        results: list[PreparedImage | str] = [""] * len(rows)
+        for idx, out in zip(slices, done):
+            for i, result in zip(idx, out):
+                results[i] = result
+        decoded = Decoded()
         stacks = []
         for row, result in zip(rows, results):
             if isinstance(result, str):
-                out.bad.append((row.line, result))
+                decoded.bad.append((row.line, result))
                 log.warning("line %d skipped: %s", row.line, result)
                 continue
-            out.rows.append(replace(row, item=replace(row.item, image=result.jpeg or b"")) if row.keep else row)
+            decoded.rows.append(replace(row, item=replace(row.item, image=result.jpeg or b"")) if row.keep else row)
             stacks.append(result.pixels)
         if stacks:
-            out.pixels = np.stack(stacks)
-        return out
+            decoded.pixels = np.stack(stacks)
+        return decoded
 
-    async def _one(self, row: Row) -> PreparedImage | str:
-        """The row's prepared picture, or the reason it has none. Catches everything but
-        cancellation: one bad host or file never aborts the ingest."""
+    async def _bytes(self, row: Row) -> bytes | str | None:
+        """A remote row's picture bytes (or the reason there are none); None for other rows.
+        Catches everything but cancellation: one bad host never aborts the ingest."""
+        if row.url is None:
+            return None
         try:
-            if row.synth is not None:
-                return await self.encoder.run(row.synth, self.encoder.input_size)
-            if row.path is not None:
-                return await self.encoder.run(self._from_file, row.path, row.keep)
-            data = row.data
-            if row.url is not None:
-                data = await self._fetch(row.url)
-            if data is None:
-                return "no picture"
-            return await self.encoder.prepare(data, keep=row.keep)
+            return await self._fetch(row.url)
         except Exception as err:  # noqa: BLE001 - per-row: reported with its line, the ingest goes on
             return describe_failure(err)
 
-    def _from_file(self, path: Path, keep: bool) -> PreparedImage:
-        return self.encoder.prepare_sync(read_capped(path, self.max_bytes), keep)
+    def _decode_slice(self, rows: list[Row], fetched: list[bytes | str | None]) -> list[PreparedImage | str]:
+        """Blocking, on the pool: each row's prepared picture, or the reason it has none."""
+        out: list[PreparedImage | str] = []
+        for row, data in zip(rows, fetched):
+            if isinstance(data, str):
+                out.append(data)
+                continue
+            try:
+                out.append(self._prepare(row, data))
+            except Exception as err:  # noqa: BLE001 - per-row, as above
+                out.append(describe_failure(err))
+        return out
+
+    def _prepare(self, row: Row, fetched: bytes | None) -> PreparedImage:
+        if row.synth is not None:
+            return row.synth(self.encoder.input_size)
+        data = fetched if fetched is not None else row.data
+        if row.path is not None:
+            data = read_capped(row.path, self.max_bytes)
+        if data is None:
+            raise BadImage("no picture")
+        return self.encoder.prepare_sync(data, row.keep)
 
     async def _fetch(self, url: str) -> bytes:
         if self.fetcher is None:

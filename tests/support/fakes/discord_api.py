@@ -27,9 +27,10 @@ import json
 import re
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
@@ -72,11 +73,15 @@ NAME_RE = re.compile(r"^[-_\w]{1,32}$")
 INTERACTION_CALLBACK_TYPES = {
     2: {4, 5, 9},  # application command: message, deferred message, modal
     3: {4, 5, 6, 7, 9},  # component: + deferred update, update
+    4: {8},  # autocomplete: the suggestions
 }
+MAX_CHOICES = 25
+INTEGRATION_TYPES = {0, 1}  # guild install, user install
+CONTEXTS = {0, 1, 2}  # guild, bot DM, private channel (DMs and group DMs between users)
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 class Problem(Exception):
@@ -118,7 +123,7 @@ class SentMessage:
     data: dict[str, Any]
     files: dict[str, bytes]
     via: str  # "channel", "callback", "followup", "deferred"
-    interaction: "FakeInteraction | None" = None
+    interaction: FakeInteraction | None = None
     edits: int = 0
 
     @property
@@ -173,6 +178,7 @@ class FakeInteraction:
     original: SentMessage | None = None  # the message the response created / the component's message
     followups: list[SentMessage] = field(default_factory=list)
     answered: bool = False  # a message with the answer exists (not just "thinking…")
+    choices: list[dict[str, Any]] = field(default_factory=list)  # autocomplete suggestions sent
 
     @property
     def channel_id(self) -> str:
@@ -219,6 +225,7 @@ class FakeDiscord:
         self._ws_lock = asyncio.Lock()
         self._compressor: Any = None
         self._seq = 0
+        self._heartbeat_seq = 0  # the sequence the last heartbeat carried
         self._identified = asyncio.Event()
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -226,7 +233,7 @@ class FakeDiscord:
         self.base = ""
 
     # ---- lifecycle ---------------------------------------------------------------------
-    async def start(self) -> "FakeDiscord":
+    async def start(self) -> FakeDiscord:
         app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
         r = app.router
         r.add_get("/gateway", self._gateway)
@@ -259,7 +266,7 @@ class FakeDiscord:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    async def __aenter__(self) -> "FakeDiscord":
+    async def __aenter__(self) -> FakeDiscord:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -407,7 +414,7 @@ class FakeDiscord:
     async def wait_for(
         self,
         predicate: Callable[[], Any],
-        timeout: float = 30.0,
+        timeout: float = 30.0,  # noqa: ASYNC109 - a test helper, its own deadline
         what: str = "condition",
         fail: Callable[[], str | None] | None = None,
     ) -> Any:
@@ -427,7 +434,7 @@ class FakeDiscord:
                     raise AssertionError(f"fake Discord: timed out waiting for {what}; problems: {self.problems}")
                 try:  # wake up now and then to re-check time-based failures
                     await asyncio.wait_for(self._changed.wait(), min(left, 0.25))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     def unacknowledged(self, ix: FakeInteraction) -> str | None:
@@ -442,12 +449,12 @@ class FakeDiscord:
             if reason and reason not in self.problems:
                 self.problems.append(reason)
 
-    async def wait_identified(self, timeout: float = 30.0) -> dict[str, Any]:
+    async def wait_identified(self, timeout: float = 30.0) -> dict[str, Any]:  # noqa: ASYNC109 - a test helper, its own deadline
         count = len(self.identifies)
         await self.wait_for(lambda: len(self.identifies) > count or self._identified.is_set(), timeout, "IDENTIFY")
         return self.identifies[-1]
 
-    async def wait_answer(self, ix: FakeInteraction, timeout: float = 60.0) -> SentMessage:
+    async def wait_answer(self, ix: FakeInteraction, timeout: float = 60.0) -> SentMessage:  # noqa: ASYNC109 - a test helper, its own deadline
         """The message that answers an interaction (after any "thinking…")."""
         await self.wait_for(
             lambda: ix.answered, timeout, f"an answer to interaction {ix.id}", fail=lambda: self.unacknowledged(ix)
@@ -455,7 +462,7 @@ class FakeDiscord:
         assert ix.original is not None
         return ix.original
 
-    async def wait_reply(self, to_message: dict[str, Any], timeout: float = 60.0) -> SentMessage:
+    async def wait_reply(self, to_message: dict[str, Any], timeout: float = 60.0) -> SentMessage:  # noqa: ASYNC109 - a test helper, its own deadline
         """The bot's reply to a user's message (a channel message referencing it)."""
 
         def found() -> SentMessage | None:
@@ -554,6 +561,44 @@ class FakeDiscord:
         ix = self._record_interaction(d, user)
         await self.dispatch("INTERACTION_CREATE", d)
         return ix
+
+    async def message_command(
+        self, name: str, message: dict[str, Any] | SentMessage, *, user: dict[str, Any], guild: bool | None = None
+    ) -> FakeInteraction:
+        """A user runs a message context-menu command ("Apps → name") on ``message``: a
+        user's message (as ``send_dm`` / ``send_guild_message`` return) or the bot's."""
+        command = self.commands.get(name)
+        assert command is not None and command.get("type") == 3, f"no message command {name!r}: {sorted(self.commands)}"
+        data = message.data if isinstance(message, SentMessage) else message
+        in_guild = ("guild_id" in data) if guild is None else guild
+        d = self._interaction_base(2, user, in_guild)
+        if not in_guild:
+            d["channel_id"] = data["channel_id"]
+            d["channel"]["id"] = data["channel_id"]
+        d["data"] = {
+            "id": command["id"], "name": name, "type": 3, "target_id": data["id"],
+            "resolved": {"messages": {data["id"]: data}},
+        }
+        ix = self._record_interaction(d, user)
+        await self.dispatch("INTERACTION_CREATE", d)
+        return ix
+
+    async def autocomplete(
+        self, name: str, option: str, typed: str, *, user: dict[str, Any], guild: bool = True
+    ) -> list[dict[str, Any]]:
+        """A user types ``typed`` into ``option`` of ``/name``: the suggestions the bot sent."""
+        command = self.commands.get(name)
+        assert command is not None, f"/{name} was never registered"
+        declared = {o["name"]: o for o in command.get("options", [])}
+        assert declared.get(option, {}).get("autocomplete"), f"/{name} {option} has no autocomplete"
+        d = self._interaction_base(4, user, guild)
+        d["data"] = {"id": command["id"], "name": name, "type": 1, "options": [
+            {"name": option, "type": declared[option]["type"], "value": typed, "focused": True}]}
+        ix = self._record_interaction(d, user)
+        await self.dispatch("INTERACTION_CREATE", d)
+        await self.wait_for(lambda: ix.callback_type is not None, 10, "autocomplete suggestions",
+                            fail=lambda: self.unacknowledged(ix))
+        return ix.choices
 
     async def click(self, message: SentMessage, custom_id: str, *, user: dict[str, Any]) -> FakeInteraction:
         """A user clicks a button on a message the bot sent."""
@@ -668,12 +713,13 @@ class FakeDiscord:
         # a new connection replaces the old session
         self._ws = ws
         self._identified.clear()
-        self._seq = 0
+        self._seq = self._heartbeat_seq = 0
         self._compressor = zlib.compressobj() if compress == "zlib-stream" else None
         self.compression.append(compress)
         self.connections += 1
         try:
-            await self._send({"op": HELLO, "d": {"heartbeat_interval": self.heartbeat_interval_ms}, "s": None, "t": None})
+            hello = {"heartbeat_interval": self.heartbeat_interval_ms}
+            await self._send({"op": HELLO, "d": hello, "s": None, "t": None})
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
                     if msg.type == WSMsgType.BINARY:
@@ -699,9 +745,14 @@ class FakeDiscord:
         d = payload.get("d")
         if op == HEARTBEAT:
             self.heartbeats += 1
+            # The last sequence the client has *processed*: dispatches still in flight (sent
+            # by us, not yet read by a busy client) may make it lag behind ours, never lead.
             expected = self._seq if self._seq else None
-            if d != expected:
+            in_flight_ok = isinstance(d, int) and self._heartbeat_seq <= d <= self._seq
+            if d != expected and not in_flight_ok:
                 self.problem(f"heartbeat carried sequence {d!r}, expected {expected!r}")
+            if isinstance(d, int):
+                self._heartbeat_seq = d
             await self._send({"op": HEARTBEAT_ACK, "d": None, "s": None, "t": None})
             self.heartbeat_acks += 1
             await self._notify()
@@ -919,6 +970,19 @@ class FakeDiscord:
             errors.append(f"command name {name!r} is invalid")
         if ctype == 1 and not 1 <= len(c.get("description") or "") <= 100:
             errors.append(f"/{name}: description must be 1-100 characters")
+        if ctype in (2, 3):  # user / message context menus: any 1-32 characters, no description
+            if not 1 <= len(name) <= 32:
+                errors.append(f"context menu name {name!r} must be 1-32 characters")
+            if c.get("description"):
+                errors.append(f"context menu {name!r} can't have a description")
+            if c.get("options"):
+                errors.append(f"context menu {name!r} can't have options")
+        elif ctype != 1:
+            errors.append(f"command {name!r}: type {ctype!r}")
+        for key, allowed in (("integration_types", INTEGRATION_TYPES), ("contexts", CONTEXTS)):
+            value = c.get(key)
+            if value is not None and (not isinstance(value, list) or not set(value) <= allowed or not value):
+                errors.append(f"{name!r}: {key} {value!r} (allowed: {sorted(allowed)})")
         options = c.get("options") or []
         if len(options) > 25:
             errors.append(f"/{name}: more than 25 options")
@@ -942,6 +1006,8 @@ class FakeDiscord:
                 optional_seen = True
             if len(o.get("choices") or []) > 25:
                 errors.append(f"/{name} {oname}: more than 25 choices")
+            if o.get("autocomplete") and o.get("choices"):
+                errors.append(f"/{name} {oname}: autocomplete and choices together")
         return errors
 
     # ---- REST: login, gateway, commands ------------------------------------------------------------
@@ -1000,6 +1066,7 @@ class FakeDiscord:
         for c in payload:
             registered = c | {"id": self.snowflake(), "application_id": self.app_id, "version": self.snowflake()}
             registered.setdefault("type", 1)
+            registered.setdefault("description", "")  # Discord sends "" for context menus
             self.commands[c["name"]] = registered
             out.append(registered)
         return self._json(out)
@@ -1110,6 +1177,15 @@ class FakeDiscord:
         if rtype not in INTERACTION_CALLBACK_TYPES.get(ix.type, set()):
             raise Problem(400, 50035, f"Invalid Form Body: callback type {rtype!r} for interaction type {ix.type}")
         data = body.get("data") or {}
+        if rtype == 8:
+            choices = data.get("choices")
+            if not isinstance(choices, list) or len(choices) > MAX_CHOICES or not all(
+                isinstance(c, dict) and 1 <= len(str(c.get("name", ""))) <= 100 and "value" in c for c in choices
+            ):
+                raise Problem(400, 50035, f"Invalid Form Body: autocomplete choices {choices!r}")
+            ix.callback_type, ix.callback_at, ix.choices, ix.answered = rtype, time.monotonic(), choices, True
+            await self._notify()
+            return self._json({"interaction": {"id": ix.id, "type": ix.type}, "resource": {"type": 8}})
         if rtype in (4, 7):
             errors = self.check_message(data, files, interaction=True, edit=rtype == 7)
             if errors:

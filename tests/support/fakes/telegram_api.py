@@ -4,7 +4,8 @@ It speaks the real wire protocol, so the real python-telegram-bot ``Application`
 talks to it unmodified (``base_url`` / ``base_file_url``):
 
 * ``/bot<token>/<method>``: getMe, getUpdates (long poll with offsets), deleteWebhook,
-  setWebhook, setMyCommands, sendMessage, sendChatAction, sendMediaGroup, sendPhoto,
+  setWebhook, setMyCommands, setMyDescription, setMyShortDescription, sendMessage,
+  sendChatAction, sendMediaGroup, sendPhoto,
   editMessageText, answerCallbackQuery, getFile; form, multipart (``attach://``
   uploads) and JSON bodies.
 * ``/file/bot<token>/<path>``: file downloads (counted in ``downloads``).
@@ -32,8 +33,9 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -164,6 +166,8 @@ class FakeBotAPI:
         self.pushed_at: dict[int, float] = {}  # update_id -> time.monotonic() when pushed
         self.webhook: dict[str, Any] | None = None
         self.commands: list[dict[str, Any]] = []
+        self.description: str | None = None  # setMyDescription
+        self.short_description: str | None = None  # setMyShortDescription
         self._lock = threading.RLock()
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1000)
@@ -191,7 +195,7 @@ class FakeBotAPI:
     def base_file_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/file/bot"
 
-    def start(self) -> "FakeBotAPI":
+    def start(self) -> FakeBotAPI:
         ready = threading.Event()
         failure: list[BaseException] = []
 
@@ -240,7 +244,7 @@ class FakeBotAPI:
         self._new_update.set()  # long polls return now
         await self._runner.cleanup()
 
-    def __enter__(self) -> "FakeBotAPI":
+    def __enter__(self) -> FakeBotAPI:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -267,20 +271,29 @@ class FakeBotAPI:
             self._chats[user_id] = chat
         return chat
 
-    def _message(self, user_id: int, **content: Any) -> dict[str, Any]:
-        chat = self.chat(user_id)
+    def group(self, chat_id: int, title: str = "Outfits") -> dict[str, Any]:
+        """A group chat (negative id, as Telegram's are); pass it as ``chat=`` to make_*_update."""
+        chat = {"id": -abs(chat_id), "type": "supergroup", "title": title}
+        with self._lock:
+            self._chats[chat["id"]] = chat
+        return chat
+
+    def _message(self, user_id: int, *, chat: dict[str, Any] | None = None, **content: Any) -> dict[str, Any]:
+        chat = chat or self.chat(user_id)
         msg = {
-            "message_id": self._next_message_id(user_id),
+            "message_id": self._next_message_id(chat["id"]),
             "date": int(time.time()),
             "chat": chat,
             "from": self.user(user_id),
             **content,
         }
         with self._lock:
-            self._messages[(user_id, msg["message_id"])] = msg
+            self._messages[(chat["id"], msg["message_id"])] = msg
         return msg
 
-    def add_file(self, data: bytes, *, declared_size: int | None = -1, suffix: str = "jpg", kind: str = "photos") -> StoredFile:
+    def add_file(
+        self, data: bytes, *, declared_size: int | None = -1, suffix: str = "jpg", kind: str = "photos"
+    ) -> StoredFile:
         """Store a file the bot may fetch with getFile; ``declared_size`` -1 = the real size,
         None = not declared."""
         n = next(self._file_ids)
@@ -297,27 +310,49 @@ class FakeBotAPI:
         return stored
 
     def make_photo_update(
-        self, user_id: int, jpeg: bytes, *, caption: str | None = None, declared_size: int | None = -1
+        self,
+        user_id: int,
+        jpeg: bytes,
+        *,
+        caption: str | None = None,
+        declared_size: int | None = -1,
+        chat: dict[str, Any] | None = None,
+        reply_to: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """A compressed photo as Telegram delivers it: a thumbnail and the full size."""
-        img = Image.open(io.BytesIO(jpeg))
-        w, h = img.size
-        thumb = img.convert("RGB")
-        thumb.thumbnail((90, 90))
-        buf = io.BytesIO()
-        thumb.save(buf, format="JPEG", quality=70)
-        small = self.add_file(buf.getvalue())
+        """A compressed photo as Telegram delivers it: a thumbnail and the full size.
+
+        Bytes that don't decode (hostile-input tests: what a modified client could
+        upload) are delivered as the one "full size" version, 1280x1280 declared."""
+        sizes: list[dict[str, Any]] = []
+        try:
+            with Image.open(io.BytesIO(jpeg)) as img:
+                w, h = img.size
+                thumb = img.convert("RGB")
+                thumb.thumbnail((90, 90))
+            buf = io.BytesIO()
+            thumb.save(buf, format="JPEG", quality=70)
+            small = self.add_file(buf.getvalue())
+            sizes.append({"file_id": small.file_id, "file_unique_id": small.unique_id, "width": thumb.width,
+                          "height": thumb.height, "file_size": small.declared_size})
+        except Exception:  # noqa: BLE001 - not a picture PIL can thumbnail
+            w = h = 1280
         full = self.add_file(jpeg, declared_size=declared_size)
-        sizes = [
-            {"file_id": small.file_id, "file_unique_id": small.unique_id, "width": thumb.width,
-             "height": thumb.height, "file_size": small.declared_size},
-            {"file_id": full.file_id, "file_unique_id": full.unique_id, "width": w, "height": h,
-             **({"file_size": full.declared_size} if full.declared_size is not None else {})},
-        ]
+        sizes.append({"file_id": full.file_id, "file_unique_id": full.unique_id, "width": w, "height": h,
+                      **({"file_size": full.declared_size} if full.declared_size is not None else {})})
         content: dict[str, Any] = {"photo": sizes}
         if caption:
             content["caption"] = caption
-        return {"message": self._message(user_id, **content)}
+            content.update(self._mention_entities(caption, "caption_entities"))
+        if reply_to is not None:
+            content["reply_to_message"] = reply_to
+        return {"message": self._message(user_id, chat=chat, **content)}
+
+    def _mention_entities(self, text: str, key: str) -> dict[str, Any]:
+        """Entities Telegram would mark: ``@bot`` mentions (offsets in UTF-16 units)."""
+        entities = []
+        for m in re.finditer(r"@\w{5,32}", text):
+            entities.append({"type": "mention", "offset": tg_len(text[: m.start()]), "length": tg_len(m.group())})
+        return {key: entities} if entities else {}
 
     def make_document_update(
         self,
@@ -327,6 +362,8 @@ class FakeBotAPI:
         file_name: str = "photo.jpg",
         mime_type: str | None = "image/jpeg",
         declared_size: int | None = -1,
+        chat: dict[str, Any] | None = None,
+        caption: str | None = None,
     ) -> dict[str, Any]:
         """A file sent "as a file" (uncompressed)."""
         stored = self.add_file(data, declared_size=declared_size, suffix=file_name.rsplit(".", 1)[-1], kind="documents")
@@ -335,14 +372,18 @@ class FakeBotAPI:
             doc["mime_type"] = mime_type
         if stored.declared_size is not None:
             doc["file_size"] = stored.declared_size
-        return {"message": self._message(user_id, document=doc)}
+        content: dict[str, Any] = {"document": doc}
+        if caption:
+            content["caption"] = caption
+            content.update(self._mention_entities(caption, "caption_entities"))
+        return {"message": self._message(user_id, chat=chat, **content)}
 
-    def make_text_update(self, user_id: int, text: str) -> dict[str, Any]:
+    def make_text_update(self, user_id: int, text: str, *, chat: dict[str, Any] | None = None) -> dict[str, Any]:
         content: dict[str, Any] = {"text": text}
         if text.startswith("/"):
             length = len(text.split()[0])
             content["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
-        return {"message": self._message(user_id, **content)}
+        return {"message": self._message(user_id, chat=chat, **content)}
 
     def make_sticker_update(self, user_id: int) -> dict[str, Any]:
         stored = self.add_file(b"RIFF....WEBP", kind="stickers", suffix="webp")
@@ -395,7 +436,7 @@ class FakeBotAPI:
         self,
         method: str,
         predicate: Callable[[Call], bool] | None = None,
-        timeout: float = 15.0,
+        timeout: float = 15.0,  # noqa: ASYNC109 - a test helper, its own deadline
         *,
         count: int = 1,
         ok: bool | None = True,
@@ -530,7 +571,8 @@ class FakeBotAPI:
             for button in row:
                 if not str(button.get("text", "")).strip():
                     raise ApiError(400, "Bad Request: button text must be non-empty")
-                kinds = [k for k in ("url", "callback_data", "switch_inline_query", "pay", "login_url", "web_app") if k in button]
+                actions = ("url", "callback_data", "switch_inline_query", "pay", "login_url", "web_app")
+                kinds = [k for k in actions if k in button]
                 if len(kinds) != 1:
                     raise ApiError(400, "Bad Request: can't parse inline keyboard button: exactly one action needed")
                 if "callback_data" in button:
@@ -638,6 +680,20 @@ class FakeBotAPI:
         self.commands = commands
         return True
 
+    async def _m_setMyDescription(self, params, files):
+        text = params.get("description", "")
+        if not isinstance(text, str) or len(text) > 512:
+            raise ApiError(400, "Bad Request: BOT_DESCRIPTION_INVALID")
+        self.description = text
+        return True
+
+    async def _m_setMyShortDescription(self, params, files):
+        text = params.get("short_description", "")
+        if not isinstance(text, str) or len(text) > 120:
+            raise ApiError(400, "Bad Request: BOT_SHORT_DESCRIPTION_INVALID")
+        self.short_description = text
+        return True
+
     async def _m_getUpdates(self, params, files):
         offset = int(params.get("offset") or 0)
         timeout = float(params.get("timeout") or 0)
@@ -659,7 +715,7 @@ class FakeBotAPI:
                     continue
             try:
                 await asyncio.wait_for(self._new_update.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return []
 
     async def _m_sendChatAction(self, params, files):
@@ -763,7 +819,7 @@ class RunningBot:
         self.service, self.settings, self.kwargs = service, settings, kwargs
         self.task: asyncio.Task | None = None
 
-    async def __aenter__(self) -> "RunningBot":
+    async def __aenter__(self) -> RunningBot:
         from bot.telegram import run_telegram
 
         ready = asyncio.Event()
@@ -844,6 +900,10 @@ class LoopStallMonitor:
         self.max_own_stall = 0.0
         self.max_busy_stall = 0.0
         self.samples = 0
+        self.own_stalls: list[float] = []  # every sample's own stall, for ratios
+        self.max_gc_pause = 0.0  # longest garbage collection (any thread holds the GIL through it)
+        self.gc_full_collections = 0
+        self._gc_started: float | None = None
         self.culprits: dict[str, int] = {}
         self._beat = time.perf_counter()
         self._task: asyncio.Task | None = None
@@ -861,6 +921,7 @@ class LoopStallMonitor:
             self.max_stall = max(self.max_stall, stall)
             self.max_own_stall = max(self.max_own_stall, own)
             self.max_busy_stall = max(self.max_busy_stall, busy)
+            self.own_stalls.append(own)
             self.samples += 1
 
     def _watch(self) -> None:
@@ -877,10 +938,37 @@ class LoopStallMonitor:
             key = " <- ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in reversed(stack))
             self.culprits[key] = self.culprits.get(key, 0) + 1
 
+    def share_over(self, threshold: float) -> float:
+        """The fraction of samples whose own stall exceeded ``threshold`` seconds."""
+        return sum(s > threshold for s in self.own_stalls) / max(1, len(self.own_stalls))
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "samples": self.samples,
+            "max_loop_stall_ms": round(self.max_stall * 1000, 1),
+            "max_own_loop_stall_ms": round(self.max_own_stall * 1000, 1),
+            "max_busy_loop_stall_ms": round(self.max_busy_stall * 1000, 1),
+            "p99_own_loop_stall_ms": round(percentile(self.own_stalls, 99) * 1000, 1) if self.own_stalls else 0.0,
+            "max_gc_pause_ms": round(self.max_gc_pause * 1000, 1),
+            "gc_full_collections": self.gc_full_collections,
+            "share_own_over_100ms": round(self.share_over(0.1), 4),
+        }
+
     def top_culprits(self, n: int = 5) -> list[tuple[str, int]]:
         return sorted(self.culprits.items(), key=lambda kv: -kv[1])[:n]
 
-    def __enter__(self) -> "LoopStallMonitor":
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif self._gc_started is not None:
+            self.max_gc_pause = max(self.max_gc_pause, time.perf_counter() - self._gc_started)
+            self.gc_full_collections += info.get("generation") == 2
+            self._gc_started = None
+
+    def __enter__(self) -> LoopStallMonitor:
+        import gc
+
+        gc.callbacks.append(self._on_gc)
         self._loop_thread = threading.get_ident()
         self._beat = time.perf_counter()
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -888,8 +976,71 @@ class LoopStallMonitor:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        import gc
+
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
         self._stop.set()
         self._task.cancel()
+
+
+class PeakRss:
+    """The process's peak resident memory while the block runs: the kernel's high-water
+    mark (``VmHWM``) reset on entry through ``/proc/self/clear_refs``, plus a sampling
+    thread in case the reset isn't allowed. ``baseline`` is the RSS on entry."""
+
+    def __init__(self, period: float = 0.02) -> None:
+        self.period = period
+        self.baseline = 0
+        self.peak = 0
+        self.kernel_reset = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def _status(field_name: str) -> int:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.period):
+            self.peak = max(self.peak, self._status("VmRSS"))
+
+    def __enter__(self) -> PeakRss:
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")  # resets VmHWM to the current RSS
+            self.kernel_reset = True
+        except OSError:
+            self.kernel_reset = False
+        self.baseline = self.peak = self._status("VmRSS")
+        self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(1)
+        self.peak = max(self.peak, self._status("VmRSS"))
+        if self.kernel_reset:
+            self.peak = max(self.peak, self._status("VmHWM"))
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.baseline
+
+    def figures(self) -> dict[str, Any]:
+        mib = 1024 * 1024
+        return {
+            "rss_baseline_mib": round(self.baseline / mib, 1),
+            "rss_peak_mib": round(self.peak / mib, 1),
+            "rss_growth_mib": round(self.growth / mib, 1),
+            "peak_from_kernel_high_water_mark": self.kernel_reset,
+        }
 
 
 def percentile(values: list[float], q: float) -> float:
