@@ -19,8 +19,6 @@ import argparse
 import time
 
 import numpy as np
-import torch
-from PIL import Image
 
 from bench.common import machine, save
 from engine.vision.backbones import LoadedBackbone, load_efficientnet_lite
@@ -96,8 +94,8 @@ def bench_embedder(quick: bool) -> dict:
 
 
 def bench_index(quick: bool) -> dict:
-    from engine.config import Settings
     from engine.catalogue.index import IndexMeta, VectorIndex
+    from engine.config import Settings
 
     settings = Settings()
     n, dim, nq = (50_000, 1280, 200)

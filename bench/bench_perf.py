@@ -33,11 +33,11 @@ import torch
 from PIL import Image
 
 from bench.baseline import BaselineRecommender
-from bench.common import RESULTS, machine, save
+from bench.common import machine, save
+from engine.catalogue.index import IndexMeta, VectorIndex
 from engine.vision.backbones import LoadedBackbone, _Pooled, load_efficientnet_lite
 from engine.vision.embedder import Embedder, prepare
 from engine.vision.images import open_image
-from engine.catalogue.index import IndexMeta, VectorIndex
 
 SIZES = {
     True: dict(ingest=64, queries=20, cat_sizes=[1000, 11000, 22000, 44000], users=50, index_n=100_000,

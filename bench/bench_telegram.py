@@ -30,7 +30,6 @@ import re
 import shutil
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,10 +50,10 @@ SECTION = "## Telegram"
 
 
 async def build_catalogue(data_dir: Path, size: int) -> None:
+    import hashlib
+
     from engine.catalogue import ingest as catalogue
     from engine.service import FashionService
-
-    import hashlib
 
     schema = hashlib.sha256()  # a new schema or migration means a new catalogue
     for path in sorted((ROOT / "db").rglob("*")):

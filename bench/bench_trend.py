@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import machine, save
-from engine.config import Settings
 from db import trend_store
+from engine.config import Settings
 from tests.support.fakes.shop import FakeShop, product_jpeg
 
 

@@ -9,13 +9,11 @@ import os
 import shutil
 import sys
 from pathlib import Path
-
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from engine.config import Settings
-
 from engine.types import Recommendation, ScoredItem
 
 if TYPE_CHECKING:
@@ -124,7 +122,7 @@ async def _service(settings: Settings) -> AdminAPI:
 
 
 async def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    if args.source == "feed" and not Path(args.file).exists():
+    if args.source == "feed" and not await asyncio.to_thread(Path(args.file).exists):
         print(f"No such feed: {args.file}", file=sys.stderr)
         return 2
     service = await _service(settings)
@@ -151,7 +149,7 @@ async def cmd_recommend(args: argparse.Namespace, settings: Settings) -> int:
 
     path = Path(args.photo)
     try:
-        data = path.read_bytes()
+        data = await asyncio.to_thread(path.read_bytes)
     except OSError as err:
         print(f"Can't read {path}: {err.strerror}", file=sys.stderr)
         return 2
@@ -256,6 +254,8 @@ async def cmd_discord(args: argparse.Namespace, settings: Settings) -> int:
     if not (settings.discord_bot_token and settings.discord_bot_token.get_secret_value().strip()):
         print("No Discord bot token: set DISCORD_BOT_TOKEN.", file=sys.stderr)
         return 2
+    if args.sync:
+        settings.discord_sync = True
     return await _serve(settings, lambda svc: [FrontEnd("discord", lambda: run_discord(svc, settings))])
 
 
@@ -325,7 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     tg.add_argument("--webhook-url", help="public https URL Telegram posts updates to (default: long polling)")
     tg.add_argument("--listen", default="127.0.0.1", help="address the webhook server listens on")
     tg.add_argument("--port", type=int, default=8443, help="port the webhook server listens on")
-    sub.add_parser("discord", help="run the Discord bot")
+    dc = sub.add_parser("discord", help="run the Discord bot")
+    dc.add_argument(
+        "--sync", action="store_true", help="sync the slash commands now (default: only when they changed)"
+    )
     for name, text in (("web", "run the local web chat"), ("run", "run every bot whose token is set, on one service")):
         p = sub.add_parser(name, help=text)
         if name == "run":

@@ -12,7 +12,19 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from engine.types import About, Box, IngestReport, Item, Recommendation, ScoredItem, StyleSummary, TrendInfo, TrendProgress, UserRef
+from engine.types import (
+    About,
+    Box,
+    IngestReport,
+    Item,
+    Recommendation,
+    ScoredItem,
+    StyleSummary,
+    TrendInfo,
+    TrendProgress,
+    UserRef,
+)
+
 
 class Progress(Protocol):
     """What long operations report to: a tqdm bar fits. ``total`` is set once known

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from db import trend_store
-from db.store import NewGarment, Store, StoredPhoto
+from db.store import NewGarment, Store
 from engine.api import Progress
 from engine.catalogue import ingest as pipeline
 from engine.catalogue.catalogue import Catalogue
@@ -34,8 +34,8 @@ from engine.trends.runner import TrendRunner
 from engine.types import (
     About,
     Box,
-    IngestReport,
     Garment,
+    IngestReport,
     Item,
     Recommendation,
     ScoredItem,
@@ -46,11 +46,11 @@ from engine.types import (
     UserRef,
 )
 from engine.vision.backbones import LoadedBackbone
-from engine.vision.models import load_model
 from engine.vision.embedder import Embedder
 from engine.vision.encoder import Encoder, PreparedImage
 from engine.vision.garments import Box as FinderBox
 from engine.vision.garments import GarmentFinder, crop, group_of_category
+from engine.vision.models import load_model
 
 log = logging.getLogger(__name__)
 

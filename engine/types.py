@@ -49,7 +49,7 @@ class ScoredItem:
     item: Item
     rank: int
     score: float
-    offers: tuple["Offer", ...] = ()  # the same product at other shops, cheapest first
+    offers: tuple[Offer, ...] = ()  # the same product at other shops, cheapest first
 
 
 @dataclass(frozen=True)

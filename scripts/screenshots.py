@@ -60,9 +60,9 @@ async def garments_in(service, path: Path) -> int:
 
 
 async def main(args: argparse.Namespace) -> int:
+    from bot.web import start_web
     from engine.catalogue import ingest as catalogue
     from engine.service import FashionService
-    from bot.web import start_web
 
     problem = chromium.missing()
     if problem:

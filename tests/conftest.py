@@ -14,14 +14,12 @@ its own in a throwaway cluster (tests/support/postgres.py): a copy of the shared
 from __future__ import annotations
 
 import asyncio
-import io
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import pytest_asyncio
-from PIL import Image
 
 from tests.support.pictures import fmnist_jpeg
 from tests.support.settings import CATALOGUE_SIZE, make_settings

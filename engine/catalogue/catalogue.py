@@ -23,6 +23,7 @@ from engine.catalogue.index import IndexMeta, IndexMismatch, VectorIndex
 from engine.config import EngineSettings
 from engine.errors import EmptyCatalogue, IndexOutOfDate
 from engine.vision.backbones import LoadedBackbone
+from engine.vision.garments import search_groups
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -221,10 +222,11 @@ class Catalogue:
         pairs = [(int(i), float(s)) for i, s in zip(ids, scores)]
         if group is None:
             return pairs
-        kept = [(i, s) for i, s in pairs if self._groups.get(i) == group]
+        allowed = set(search_groups(group))  # tops and outerwear look alike in a photo: both count
+        kept = [(i, s) for i, s in pairs if self._groups.get(i) in allowed]
         if len(kept) < need and fetch < WIDE_FETCH < len(self.index) + WIDE_FETCH:
             ids, scores = await self._run(self.index.search, vector, WIDE_FETCH)
-            kept = [(int(i), float(s)) for i, s in zip(ids, scores) if self._groups.get(int(i)) == group]
+            kept = [(int(i), float(s)) for i, s in zip(ids, scores) if self._groups.get(int(i)) in allowed]
         return kept
 
     async def vectors(self, ids: list[int]) -> np.ndarray:

@@ -72,8 +72,8 @@ def _default_head(settings: Settings, explicit: Path | None) -> Path | None:
 
 
 def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.training.evaluation import evaluate_model, fashion_mnist_data, fashion_mnist_splits
     from engine.vision.backbones import BackboneUnavailable, load_backbone
-    from engine.training.evaluation import fashion_mnist_data, fashion_mnist_splits, evaluate_model
     from engine.vision.head import with_head
 
     names = ALL_BACKBONES if args.backbones == "all" else tuple(n.strip() for n in args.backbones.split(","))
@@ -138,9 +138,9 @@ def format_eval(report: dict) -> str:
 
 
 def _run_train_head(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.vision.backbones import load_backbone
     from engine.training.evaluation import fashion_mnist_data, fashion_mnist_splits
     from engine.training.train_head import TrainConfig, train_head
+    from engine.vision.backbones import load_backbone
 
     cfg = TrainConfig(dim=args.dim, epochs=args.epochs, tail_blocks=args.tail_blocks, seed=args.seed)
     try:

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.training.evaluation import K, Splits, retrieval_metrics, top_k
 from engine.vision.backbones import LoadedBackbone
 from engine.vision.embedder import fold_batch_norms, prepare
-from engine.training.evaluation import K, Splits, retrieval_metrics, top_k
 from engine.vision.head import MAX_HEAD_DIM, save_head, split_backbone
 from engine.vision.precision import PrecisionPlans
 

@@ -46,8 +46,8 @@ import numpy as np
 from db import trend_store
 from db.store import NewItem
 from db.trend_store import ListingKey, NewOffer, PriceRefresh
-from engine.vision.images import BadImage, open_image, picture_check
 from engine.types import ScoredItem, TrendInfo, TrendProgress, UserRef
+from engine.vision.images import BadImage, open_image, picture_check
 from scraper import (
     CrawlFinished,
     FetchConfig,

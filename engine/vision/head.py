@@ -13,7 +13,7 @@ makes fine-tuning fit in minutes on two CPU cores.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 

@@ -14,10 +14,9 @@ features agree with fp32 (minimum cosine >= the gate), or stays fp32.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import copy
 import logging
+from typing import Any
 
 import torch
 from torch import nn

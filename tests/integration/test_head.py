@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from bot.cli import main
-from engine.vision.backbones import LoadedBackbone
 from engine.training.evaluation import Splits, fashion_mnist_splits, retrieval_metrics, top_k
 from engine.vision.head import HeadMismatch, read_head, with_head
 from tests.support.pictures import fmnist_jpeg
@@ -120,9 +119,9 @@ def test_the_served_head_computes_what_training_judged(small_head, backbone) -> 
     """Train/serve skew check: the embedder's folded, channels-last HeadedModel gives the
     vectors that training measured through the cached trunk maps."""
     from engine.catalogue.ingest import fashion_mnist_picture, load_fashion_mnist
+    from engine.training.train_head import embed_maps, extract_maps
     from engine.vision.embedder import Embedder, prepare
     from engine.vision.head import split_backbone
-    from engine.training.train_head import embed_maps, extract_maps
 
     head, _ = small_head
     headed = with_head(backbone, head)

@@ -33,7 +33,6 @@ from tests.support.fakes.shop import (
     product_jpeg,
 )
 
-
 CHECK = picture_check(max_bytes=2 * 1024 * 1024)  # what the engine injects (engine.vision.images)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import aiohttp
@@ -22,9 +22,9 @@ from scraper.fetch import (
     RateLimited,
     TooLarge,
     TooManyRedirects,
+    __version__,
     parse_retry_after,
 )
-from scraper.fetch import __version__
 from tests.support.fakes.shop import ConnectSpy, FakeShop, fast_config, loopback_spy  # noqa: F401 - fixture
 
 
@@ -52,7 +52,7 @@ def test_config_from_settings() -> None:
 
 
 def test_parse_retry_after() -> None:
-    now = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+    now = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
     assert parse_retry_after("1") == 1.0
     assert parse_retry_after(" 120 ") == 120.0
     assert parse_retry_after(format_datetime(now + timedelta(seconds=30), usegmt=True), now) == 30.0

@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 
 import numpy as np
 import pytest
 
-from engine.errors import BadImage, EmptyCatalogue, IndexOutOfDate
 from engine.catalogue.index import sidecar_path
+from engine.errors import BadImage, EmptyCatalogue, IndexOutOfDate
 from engine.types import UserRef
-from tests.support.settings import make_settings
 from tests.support.pictures import BAD
+from tests.support.settings import make_settings
 
 ALICE = UserRef("test", "alice")
 

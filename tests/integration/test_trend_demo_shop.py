@@ -11,10 +11,10 @@ import tomllib
 import aiohttp
 import pytest
 
+from bot.demo import demo_shop_products
 from db import trend_store
 from engine.catalogue.ingest import FASHION_MNIST_CLASSES
 from scraper import load_shops
-from bot.demo import demo_shop_products
 from scraper.demo_shop import (
     SHOP_NAME,
     demo_allow_entry,
@@ -22,8 +22,8 @@ from scraper.demo_shop import (
     start_demo_shop,
     write_demo_shops_toml,
 )
-from tests.support.settings import make_settings
 from tests.support.fakes.shop import ConnectSpy, loopback_spy  # noqa: F401 - fixture
+from tests.support.settings import make_settings
 
 
 def demo_products():

@@ -20,7 +20,6 @@ from db import trend_store
 from engine.trends.runner import NO_SHOPS, SHUTTING_DOWN, STOPPED
 from engine.types import TrendProgress, UserRef
 from scraper import Shop
-from tests.support.settings import CATALOGUE_SIZE, make_settings
 from tests.support.fakes.shop import (
     SPECIALS,
     ConnectSpy,
@@ -28,6 +27,7 @@ from tests.support.fakes.shop import (
     loopback_spy,  # noqa: F401 - fixture
     product_jpeg,
 )
+from tests.support.settings import CATALOGUE_SIZE, make_settings
 
 ROOT = Path(trend_store.__file__).resolve().parents[1]  # the checkout (the child process runs from it)
 ALICE = UserRef("test", "alice")

@@ -524,8 +524,8 @@ async def test_garments_are_boxed_and_switched(service, browser, open_chat, outf
 
 async def test_photo_without_clothing_is_refused(service, browser, open_chat, tmp_path):
     """The real finder on a photo of a building: the refusal, no items, and the whole photo one tap away."""
-    from sklearn.datasets import load_sample_image
     from PIL import Image
+    from sklearn.datasets import load_sample_image
 
     path = tmp_path / "china.jpg"
     Image.fromarray(load_sample_image("china.jpg")).save(path, quality=90)

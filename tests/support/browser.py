@@ -12,9 +12,10 @@ import base64
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 TAB, ENTER = "\ue004", "\ue007"  # Selenium's key codes
 CHROMIUM = os.environ.get("FASHIONBOT_CHROMIUM", "/usr/bin/chromium")
@@ -55,11 +56,11 @@ class Browser:
 
     # ---- lifecycle -----------------------------------------------------------------
     @classmethod
-    async def launch(cls, width: int = 1280, height: int = 900) -> "Browser":
+    async def launch(cls, width: int = 1280, height: int = 900) -> Browser:
         return await asyncio.to_thread(cls._launch, width, height)
 
     @classmethod
-    def _launch(cls, width: int, height: int) -> "Browser":
+    def _launch(cls, width: int, height: int) -> Browser:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 

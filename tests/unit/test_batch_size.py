@@ -10,8 +10,8 @@ import pytest
 
 from bot.render import about_text
 from engine.config import Settings
-from engine.vision.embedder import BATCH_TIE, MAX_AUTO_BATCH, Embedder, prepare
 from engine.types import About
+from engine.vision.embedder import BATCH_TIE, MAX_AUTO_BATCH, Embedder, prepare
 
 
 @pytest.fixture(scope="module")

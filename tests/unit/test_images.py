@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from engine.vision.images import BadImage, open_image
-from tests.support.pictures import BAD, encode, png_declaring, sample_rgb
+from tests.support.pictures import BAD, encode, sample_rgb
 
 
 @pytest.mark.parametrize("name", list(BAD))

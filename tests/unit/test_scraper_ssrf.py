@@ -8,8 +8,7 @@ import socket
 import pytest
 import pytest_asyncio
 
-from scraper.fetch import BlockedAddress, Fetcher, UnresolvableHost
-from scraper.fetch import FetchConfig
+from scraper.fetch import BlockedAddress, FetchConfig, Fetcher, UnresolvableHost
 from scraper.sources import Shop, ShopConfigError
 from scraper.ssrf import AddressGuard, VettedResolver, forbidden_reason, parse_allow_entry, parse_allow_list
 from tests.support.fakes.shop import METADATA_URL, PRIVATE_URL, ConnectSpy, FakeDNS, FakeShop, fast_config

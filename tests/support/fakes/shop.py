@@ -41,9 +41,9 @@ import time
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from datetime import datetime, timedelta, timezone
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -108,7 +108,7 @@ class FakeProduct:
         return round(self.base_price * factor, 2)
 
 
-@lru_cache(maxsize=None)
+@cache
 def catalogue(n: int) -> tuple[FakeProduct, ...]:
     out = []
     for i in range(n):
@@ -119,7 +119,7 @@ def catalogue(n: int) -> tuple[FakeProduct, ...]:
     return tuple(out)
 
 
-@lru_cache(maxsize=None)
+@cache
 def product_jpeg(index: int) -> bytes:
     """A distinct 96x128 picture per product index: a colour and a pattern (stripes scale with index)."""
     name, rgb = _COLOURS[index % len(_COLOURS)]
@@ -454,7 +454,7 @@ class FakeShop:
     async def _retry_after_date(self, request: web.Request) -> web.Response:
         key = request.match_info["key"]
         if self._hit(f"date:{key}") == 1:
-            when = datetime.now(timezone.utc) + timedelta(seconds=float(request.query.get("s", "2")))
+            when = datetime.now(UTC) + timedelta(seconds=float(request.query.get("s", "2")))
             return web.Response(
                 status=503, text="maintenance", headers={"Retry-After": format_datetime(when, usegmt=True)}
             )
