@@ -40,7 +40,9 @@ def test_recommend_json_and_text(data_dir, tmp_path, photo_of) -> None:
     assert {"garments", "no_garment", "photo_size", "garment"} <= set(payload)
     assert sum(i["category"] == "Trouser" for i in payload["items"]) >= 8
     text = run(["recommend", str(photo)], data_dir)
-    assert text.returncode == 0 and text.stdout.splitlines()[0].startswith("1. ") and "% similar" in text.stdout
+    lines = text.stdout.splitlines()
+    assert text.returncode == 0 and lines[0].startswith("I see ") and lines[1].startswith("1. ")
+    assert "% similar" in text.stdout
 
 
 def test_about_says_which_backbone_and_why(data_dir) -> None:
