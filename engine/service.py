@@ -59,6 +59,7 @@ MAX_STYLES_SHOWN = 4
 EMBED_CHUNK = 128  # rows per database round: progress moves every second or two, and a crash loses at most this
 WORKING_SIDE = 640  # photos are decoded at about this size: enough for garment crops, far below camera sizes
 REGION_LABEL = "your selection"
+SAME_PICTURE = 0.95  # cosine at which a photo is taken for a catalogue picture (re-encodes score ~0.99)
 
 __all__ = ["EMBED_CHUNK", "FashionService", "PreparedImage", "UnknownRequest"]
 
@@ -222,6 +223,14 @@ class FashionService:
         picture = await self.encoder.decode(image, working_size=WORKING_SIDE)
         size = picture.size
         queries, no_garment = await self._queries(picture, whole_photo=whole_photo, region=region)
+        if region is None and not whole_photo and (queries[0].number != 0 or no_garment):
+            # A picture that is (nearly) a catalogue picture is a product shot whatever the
+            # finder says: answer it as a whole, so an item's own photo finds the item.
+            whole_query = next(q for q in queries if q.number == 0)
+            best = await self.catalogue.nearest(whole_query.vector, 1)
+            if best and best[0][1] >= SAME_PICTURE:
+                queries = [whole_query, *(q for q in queries if q.number > 0)]
+                no_garment = False
         user_id = photo_id = None
         disliked: set[int] = set()
         whole = queries[0] if queries[0].number == 0 else None
