@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import discord
 
@@ -19,8 +19,17 @@ from bot import render
 from bot.discord.embeds import MAX_EMBEDS, clip
 from engine.types import Recommendation, UserRef
 
-if TYPE_CHECKING:
-    from bot.discord.client import FashionBot
+
+class _Host(Protocol):
+    """What the views need of the client (bot.discord.client.FashionBot), named here so
+    the views and the client don't import each other."""
+
+    service: Any
+    flow: Any
+
+    def deferred(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def recommendation_reply(self, *args: Any, **kwargs: Any) -> Any: ...
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +47,9 @@ def user_ref(user: discord.abc.User) -> UserRef:
     return UserRef(PLATFORM, str(user.id))
 
 
-def _bot(interaction: discord.Interaction) -> FashionBot:
-    from bot.discord.client import FashionBot
-
-    client = interaction.client
-    if not isinstance(client, FashionBot):
+def _bot(interaction: discord.Interaction) -> _Host:
+    client: Any = interaction.client
+    if not (hasattr(client, "deferred") and hasattr(client, "service")):
         raise TypeError("a fashionbot button pressed on another client")
     return client
 

@@ -87,7 +87,10 @@ def allowed(importer: str, imported: str) -> bool:
         return False  # front-ends: the base layer (with the service API) and their shared flows only
     if src == "root":
         # the service to build, the operator's training room, the demo's own shop
-        return dst == "bot" or imported in ("engine.service", "engine.training", "engine.training.cli", "scraper.demo_shop")
+        # (and the demo builds its shop's products from the Fashion-MNIST reader)
+        return dst == "bot" or imported in (
+            "engine.service", "engine.training", "engine.training.cli", "scraper.demo_shop", "engine.catalogue.ingest"
+        )
     return dst in ENGINE_ROOMS.get(src, set())
 
 
