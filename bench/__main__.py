@@ -1,9 +1,10 @@
 """`python -m bench all [--quick]`: the performance benchmarks of issue #8 (see bench/bench_perf.py).
 
-    python -m bench all --quick        # a few minutes; the index at 100,000 items
-    python -m bench all                # the full set; the index at 1,000,000 items
-    python -m bench latency index      # some sections only
+python -m bench all --quick        # a few minutes; the index at 100,000 items
+python -m bench all                # the full set; the index at 1,000,000 items
+python -m bench latency index      # some sections only
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,13 +13,23 @@ from bench.bench_perf import SECTIONS, run
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("sections", nargs="+", choices=("all", *SECTIONS))
     parser.add_argument("--quick", action="store_true", help="smaller sizes; the index at 100,000 items")
-    parser.add_argument("--batch-size", type=int, default=None, help="embedder batch size (default: FASHIONBOT_BATCH_SIZE, or measured at start-up)")
-    parser.add_argument("--precision", default=None, choices=("auto", "fp32", "bf16"),
-                        help="our path's precision (default auto: bf16 from the stage where it agrees with fp32, on CPUs with native bf16)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="embedder batch size (default: FASHIONBOT_BATCH_SIZE, or measured at start-up)",
+    )
+    parser.add_argument(
+        "--precision",
+        default=None,
+        choices=("auto", "fp32", "bf16"),
+        help="our path's precision (default auto: bf16 from the stage where it agrees with fp32, on CPUs with native bf16)",
+    )
     parser.add_argument("--no-compile", action="store_true", help="run our model eagerly (no torch.compile)")
     args = parser.parse_args()
     sections = list(SECTIONS) if "all" in args.sections else [s for s in SECTIONS if s in args.sections]

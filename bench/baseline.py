@@ -12,6 +12,7 @@ This is the pipeline that the widely copied "fashion recommender system" code ru
 
 It gets exactly the same weights as our path (the caller passes a state dict).
 """
+
 from __future__ import annotations
 
 import io

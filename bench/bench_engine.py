@@ -13,6 +13,7 @@ batch 1 in the same run.
 Index: hnswlib recall@10 against exact (brute-force) search on 50,000 vectors,
 and query time, for our settings against numpy brute force in the same run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,14 @@ def resnet50_random() -> LoadedBackbone:
     from engine.vision.backbones import _Pooled
 
     return LoadedBackbone(
-        name="resnet50", model=_Pooled(resnet50(weights=None)).eval(), dim=2048, input_size=224,
-        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), weights_source="random", fingerprint="random",
+        name="resnet50",
+        model=_Pooled(resnet50(weights=None)).eval(),
+        dim=2048,
+        input_size=224,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        weights_source="random",
+        fingerprint="random",
     )
 
 
@@ -87,8 +94,9 @@ def bench_embedder(quick: bool) -> dict:
                 print(f"{backbone.name:20s} {label} vs fp32 cosine: min {cos.min():.5f} mean {cos.mean():.5f}")
             emb.close()
         base = row["batch1_fp32"]
-        row["ratios_vs_batch1_fp32"] = {k: round(v / base, 2) for k, v in row.items()
-                                        if k.startswith("batch") and isinstance(v, float)}
+        row["ratios_vs_batch1_fp32"] = {
+            k: round(v / base, 2) for k, v in row.items() if k.startswith("batch") and isinstance(v, float)
+        }
         out[backbone.name] = row
     return out
 
@@ -107,13 +115,24 @@ def bench_index(quick: bool) -> dict:
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     data, queries = vecs[:n], vecs[n:]
     t0 = time.perf_counter()
-    index = VectorIndex(IndexMeta("bench", "x", dim, m=settings.index_m, ef_construction=settings.index_ef_construction), ef=settings.index_ef, capacity=n)
+    index = VectorIndex(
+        IndexMeta("bench", "x", dim, m=settings.index_m, ef_construction=settings.index_ef_construction),
+        ef=settings.index_ef,
+        capacity=n,
+    )
     index.add(np.arange(n), data)
     build = time.perf_counter() - t0
     t0 = time.perf_counter()
     exact = np.argsort(-(queries @ data.T), axis=1)[:, :10]
     brute_ms = (time.perf_counter() - t0) / nq * 1000
-    out = {"n": n, "dim": dim, "queries": nq, "build_seconds": round(build, 1), "brute_force_ms_per_query": round(brute_ms, 3), "by_ef": {}}
+    out = {
+        "n": n,
+        "dim": dim,
+        "queries": nq,
+        "build_seconds": round(build, 1),
+        "brute_force_ms_per_query": round(brute_ms, 3),
+        "by_ef": {},
+    }
     for ef in (16, 32, 64, settings.index_ef, 200):
         index.ef = ef
         index._index.set_ef(ef)
@@ -121,7 +140,11 @@ def bench_index(quick: bool) -> dict:
         found = [index.search(q, 10)[0] for q in queries]
         ms = (time.perf_counter() - t0) / nq * 1000
         recall = np.mean([len(set(f.tolist()) & set(e.tolist())) / 10 for f, e in zip(found, exact)])
-        out["by_ef"][ef] = {"recall_at_10": round(float(recall), 4), "ms_per_query": round(ms, 3), "speedup_vs_brute": round(brute_ms / ms, 1)}
+        out["by_ef"][ef] = {
+            "recall_at_10": round(float(recall), 4),
+            "ms_per_query": round(ms, 3),
+            "speedup_vs_brute": round(brute_ms / ms, 1),
+        }
         print(f"hnsw ef={ef:4d} recall@10 {recall:.4f}  {ms:.3f} ms/query  ({brute_ms / ms:.0f}x brute force)")
     return out
 

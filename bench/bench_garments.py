@@ -25,6 +25,7 @@ backgrounds, a seed the head never saw), the clothing-score threshold that maxim
 
 Writes bench/results/garments.json and docs/plots/garments_examples.png.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,13 @@ from engine.vision import garments as gm  # noqa: E402
 K = 10
 CATALOGUE = 2000
 EMBED_SIDE = 224
-GOALS = {"scene_vs_control": 0.90, "outfits_both": 0.70, "no_garment_refused": 0.90, "product_refused": 0.0,
-         "latency_ratio": 2.0}
+GOALS = {
+    "scene_vs_control": 0.90,
+    "outfits_both": 0.70,
+    "no_garment_refused": 0.90,
+    "product_refused": 0.0,
+    "latency_ratio": 2.0,
+}
 
 
 def _prepare():
@@ -125,23 +131,40 @@ def evaluate(samples, scans, crops_vec, whole_vec, cat_vec, cat_labels, cat_grou
     n = len(samples)
     out = {"photos": n, "refused": round(refused / n, 4) if n else None}
     if truths:
-        out.update({
-            "garments": truths, "recall_iou50": round(hits / truths, 4),
-            "group_accuracy": round(group_ok / max(1, hits), 4),
-            "p10_per_garment": round(float(np.mean(p_garment)), 4),  # search in gm.search_groups(group)
-            "p10_per_garment_strict_group": round(float(np.mean(p_strict)), 4),
-            "p10_whole_photo": round(float(np.mean(p_whole)), 4),
-        })
+        out.update(
+            {
+                "garments": truths,
+                "recall_iou50": round(hits / truths, 4),
+                "group_accuracy": round(group_ok / max(1, hits), 4),
+                "p10_per_garment": round(float(np.mean(p_garment)), 4),  # search in gm.search_groups(group)
+                "p10_per_garment_strict_group": round(float(np.mean(p_strict)), 4),
+                "p10_whole_photo": round(float(np.mean(p_whole)), 4),
+            }
+        )
     if outfit_n:
         out["outfits_both_found"] = round(both / outfit_n, 4)
     return out
 
 
-def run_variant(finder: gm.GarmentFinder, samples, checks, maps, embed: Embedder, whole_vec, catalogue,
-                cut: bool = False, crop_side: int = EMBED_SIDE) -> tuple:
+def run_variant(
+    finder: gm.GarmentFinder,
+    samples,
+    checks,
+    maps,
+    embed: Embedder,
+    whole_vec,
+    catalogue,
+    cut: bool = False,
+    crop_side: int = EMBED_SIDE,
+) -> tuple:
     scans = [finder.decide(c, m) for c, m in zip(checks, maps)]
-    crops = [[gm.cutout(s.image, g.box, scan.heat) if cut and not scan.product_shot else gm.crop(s.image, g.box)
-              for g in scan.garments] for s, scan in zip(samples, scans)]
+    crops = [
+        [
+            gm.cutout(s.image, g.box, scan.heat) if cut and not scan.product_shot else gm.crop(s.image, g.box)
+            for g in scan.garments
+        ]
+        for s, scan in zip(samples, scans)
+    ]
     flat = [c for cs in crops for c in cs]
     vec = embed(flat, side=crop_side) if flat else np.zeros((0, 1280), np.float32)
     per, k = [], 0
@@ -158,20 +181,34 @@ def calibrate(finder: gm.GarmentFinder, n: int = 400, seed: int = 99) -> dict:
     loose = replace(finder.thresholds, clothing=0.0)
     f = gm.GarmentFinder(finder.model, None, side=finder.side, thresholds=loose, use_cam=finder.use_cam)
     f.head, f.head_meta = finder.head, finder.head_meta
-    scores = np.array([f.decide(gm.ProductCheck(False, None, ""), finder.maps(s.image)).clothing_score
-                       for s in samples])
+    scores = np.array(
+        [f.decide(gm.ProductCheck(False, None, ""), finder.maps(s.image)).clothing_score for s in samples]
+    )
     neg = np.array([not s.garments for s in samples])
     grid = np.round(np.arange(0.05, 0.96, 0.01), 2)
     j = [((scores[neg] < t).mean() - (scores[~neg] < t).mean(), t) for t in grid]
     best_j, best_t = max(j)
-    return {"threshold": float(best_t), "youden_j": round(float(best_j), 4), "scenes": int((~neg).sum()),
-            "no_garment": int(neg.sum()), "refused_no_garment": round(float((scores[neg] < best_t).mean()), 4),
-            "refused_garment_scenes": round(float((scores[~neg] < best_t).mean()), 4)}
+    return {
+        "threshold": float(best_t),
+        "youden_j": round(float(best_j), 4),
+        "scenes": int((~neg).sum()),
+        "no_garment": int(neg.sum()),
+        "refused_no_garment": round(float((scores[neg] < best_t).mean()), 4),
+        "refused_garment_scenes": round(float((scores[~neg] < best_t).mean()), 4),
+    }
 
 
 # ---- latency ---------------------------------------------------------------------------------------
-def latency(finder: gm.GarmentFinder, embed: Embedder, cat_vec, cat_groups, photos, repeats: int = 1,
-            cut: bool = True, crop_side: int = EMBED_SIDE) -> dict:
+def latency(
+    finder: gm.GarmentFinder,
+    embed: Embedder,
+    cat_vec,
+    cat_groups,
+    photos,
+    repeats: int = 1,
+    cut: bool = True,
+    crop_side: int = EMBED_SIDE,
+) -> dict:
     whole, garment = [], []
     for img in photos:
         for _ in range(repeats):
@@ -188,11 +225,14 @@ def latency(finder: gm.GarmentFinder, embed: Embedder, cat_vec, cat_groups, phot
                     search(v[None], cat_vec, np.isin(cat_groups, gm.search_groups(g.group))[None])
             garment.append(time.perf_counter() - t0)
     p50w, p50g = statistics.median(whole), statistics.median(garment)
-    return {"photos": len(photos) * repeats, "whole_photo_p50_ms": round(p50w * 1000, 1),
-            "scan_and_garments_p50_ms": round(p50g * 1000, 1),
-            "whole_photo_p90_ms": round(float(np.percentile(whole, 90)) * 1000, 1),
-            "scan_and_garments_p90_ms": round(float(np.percentile(garment, 90)) * 1000, 1),
-            "ratio_p50": round(p50g / p50w, 3)}
+    return {
+        "photos": len(photos) * repeats,
+        "whole_photo_p50_ms": round(p50w * 1000, 1),
+        "scan_and_garments_p50_ms": round(p50g * 1000, 1),
+        "whole_photo_p90_ms": round(float(np.percentile(whole, 90)) * 1000, 1),
+        "scan_and_garments_p90_ms": round(float(np.percentile(garment, 90)) * 1000, 1),
+        "ratio_p50": round(p50g / p50w, 3),
+    }
 
 
 def scan_only_latency(finder: gm.GarmentFinder, photos) -> float:
@@ -205,12 +245,20 @@ def scan_only_latency(finder: gm.GarmentFinder, photos) -> float:
 
 
 # ---- the picture -----------------------------------------------------------------------------------
-COLOURS = {"top": (230, 40, 40), "outerwear": (250, 140, 0), "dress": (200, 0, 200), "bottoms": (30, 90, 255),
-           "shoes": (0, 170, 60), "bag": (0, 170, 190), "other": (120, 120, 120)}
+COLOURS = {
+    "top": (230, 40, 40),
+    "outerwear": (250, 140, 0),
+    "dress": (200, 0, 200),
+    "bottoms": (30, 90, 255),
+    "shoes": (0, 170, 60),
+    "bag": (0, 170, 190),
+    "other": (120, 120, 120),
+}
 
 
-def draw_examples(finder: gm.GarmentFinder, pictures: list[tuple[str, Image.Image, tuple]], path: Path,
-                  tile: int = 300) -> None:
+def draw_examples(
+    finder: gm.GarmentFinder, pictures: list[tuple[str, Image.Image, tuple]], path: Path, tile: int = 300
+) -> None:
     font = None
     for cand in ("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",):
         if Path(cand).is_file():
@@ -227,13 +275,17 @@ def draw_examples(finder: gm.GarmentFinder, pictures: list[tuple[str, Image.Imag
         im.thumbnail((tile - 8, tile - 8))
         d = ImageDraw.Draw(im)
         for t in truths:
-            d.rectangle([t[0] * im.width, t[1] * im.height, t[2] * im.width - 1, t[3] * im.height - 1],
-                        outline=(255, 255, 255), width=1)
+            d.rectangle(
+                [t[0] * im.width, t[1] * im.height, t[2] * im.width - 1, t[3] * im.height - 1],
+                outline=(255, 255, 255),
+                width=1,
+            )
         for k, g in enumerate(scan.garments, start=1):
             b = g.box
             c = COLOURS[g.group]
-            d.rectangle([b.x0 * im.width, b.y0 * im.height, b.x1 * im.width - 1, b.y1 * im.height - 1],
-                        outline=c, width=3)
+            d.rectangle(
+                [b.x0 * im.width, b.y0 * im.height, b.x1 * im.width - 1, b.y1 * im.height - 1], outline=c, width=3
+            )
             d.rectangle([b.x0 * im.width, b.y0 * im.height, b.x0 * im.width + 16, b.y0 * im.height + 16], fill=c)
             d.text((b.x0 * im.width + 4, b.y0 * im.height + 1), str(k), fill="white", font=font)
         x, y = (n % cols) * tile, (n // cols) * (tile + 34)
@@ -284,10 +336,19 @@ def main(argv: list[str] | None = None) -> int:
         "product_shots": gs.product_shot_set(n_product),
     }
     photos_held_out = gs.eval_photos()[1]
-    report: dict = {"machine": machine(), "finder": {"mode": finder.mode, "side": args.side,
-                    "head_fingerprint": finder.head_fingerprint, "thresholds": vars(finder.thresholds)},
-                    "eval_backgrounds_held_out": photos_held_out, "catalogue": CATALOGUE, "sets": {},
-                    "calibration": calibration}
+    report: dict = {
+        "machine": machine(),
+        "finder": {
+            "mode": finder.mode,
+            "side": args.side,
+            "head_fingerprint": finder.head_fingerprint,
+            "thresholds": vars(finder.thresholds),
+        },
+        "eval_backgrounds_held_out": photos_held_out,
+        "catalogue": CATALOGUE,
+        "sets": {},
+        "calibration": calibration,
+    }
     examples: list[tuple[str, Image.Image, tuple]] = []
     for name, samples in sets.items():
         t0 = time.perf_counter()
@@ -307,8 +368,9 @@ def main(argv: list[str] | None = None) -> int:
         if name == "product_shots":
             clean = [i for i, s in enumerate(samples) if s.source == "fashion-mnist"]
             sub = [samples[i] for i in clean]
-            fig, _ = run_variant(finder, sub, [checks[i] for i in clean], [maps[i] for i in clean], embed,
-                                 whole[clean], catalogue)
+            fig, _ = run_variant(
+                finder, sub, [checks[i] for i in clean], [maps[i] for i in clean], embed, whole[clean], catalogue
+            )
             report["sets"]["product_shots_clean"] = {finder.mode: fig}
         if name == "no_garment":
             by_source: dict[str, list[int]] = {}
@@ -344,9 +406,17 @@ def main(argv: list[str] | None = None) -> int:
     for ref in people:
         sc = finder.scan(ref[1])
         report.setdefault("people_photos", {})[ref[0]] = {
-            "garments": [{"group": g.group, "label": g.label, "confidence": g.confidence,
-                          "box": [round(v, 3) for v in g.box.as_tuple()]} for g in sc.garments],
-            "clothing_score": sc.clothing_score}
+            "garments": [
+                {
+                    "group": g.group,
+                    "label": g.label,
+                    "confidence": g.confidence,
+                    "box": [round(v, 3) for v in g.box.as_tuple()],
+                }
+                for g in sc.garments
+            ],
+            "clothing_score": sc.clothing_score,
+        }
     draw_examples(finder, people + examples, args.plot)
     report["seconds"] = round(time.perf_counter() - t_start, 1)
     path = save(args.out, report)
@@ -375,15 +445,24 @@ def goals(r: dict, mode: str) -> dict:
 
 
 def print_table(r: dict, mode: str) -> None:
-    cols = ("refused", "recall_iou50", "group_accuracy", "p10_per_garment", "p10_per_garment_strict_group",
-            "p10_whole_photo", "outfits_both_found")
+    cols = (
+        "refused",
+        "recall_iou50",
+        "group_accuracy",
+        "p10_per_garment",
+        "p10_per_garment_strict_group",
+        "p10_whole_photo",
+        "outfits_both_found",
+    )
     print(f"\n{'set':22s} {'variant':9s} " + " ".join(f"{c[:14]:>14s}" for c in cols))
     for name, by_variant in r["sets"].items():
         for vname, fig in by_variant.items():
             if not isinstance(fig, dict) or "photos" not in fig:
                 continue
-            print(f"{name:22s} {vname:9s} " + " ".join(
-                f"{fig.get(c, ''):>14}" if fig.get(c) is not None else f"{'':>14}" for c in cols))
+            print(
+                f"{name:22s} {vname:9s} "
+                + " ".join(f"{fig.get(c, ''):>14}" if fig.get(c) is not None else f"{'':>14}" for c in cols)
+            )
     print("\nlatency:", r["latency"])
     for k, v in r["goals"].items():
         print(f"goal {k:20s} value {v['value']:<8} goal {v['goal']:<5} {'met' if v['met'] else 'NOT met'}")

@@ -19,6 +19,7 @@ Each test records its section (answered, lost, retries, latency percentiles, the
 event loop's longest stalls, peak RSS) with :func:`record` into
 ``bench/results/load.json``.
 """
+
 from __future__ import annotations
 
 import json

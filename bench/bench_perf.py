@@ -20,6 +20,7 @@ randomly initialised ResNet-50 (seed 0) whose BatchNorm statistics are re-estima
 the product images (so activations have a realistic scale); speed does not depend on
 the values. Quality and agreement on real weights use EfficientNet-Lite0.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -40,11 +41,30 @@ from engine.vision.embedder import Embedder, prepare
 from engine.vision.images import open_image
 
 SIZES = {
-    True: dict(ingest=64, queries=20, cat_sizes=[1000, 11000, 22000, 44000], users=50, index_n=100_000,
-               index_q=300, index_configs=[(16, 100), (32, 200)], fm_catalogue=2000, fm_queries=200, calib=64),
-    False: dict(ingest=256, queries=40, cat_sizes=[1000, 5000, 11000, 22000, 33000, 44000], users=50,
-                index_n=1_000_000, index_q=1000, index_configs=[(16, 100)], fm_catalogue=5000,
-                fm_queries=500, calib=128),
+    True: dict(
+        ingest=64,
+        queries=20,
+        cat_sizes=[1000, 11000, 22000, 44000],
+        users=50,
+        index_n=100_000,
+        index_q=300,
+        index_configs=[(16, 100), (32, 200)],
+        fm_catalogue=2000,
+        fm_queries=200,
+        calib=64,
+    ),
+    False: dict(
+        ingest=256,
+        queries=40,
+        cat_sizes=[1000, 5000, 11000, 22000, 33000, 44000],
+        users=50,
+        index_n=1_000_000,
+        index_q=1000,
+        index_configs=[(16, 100)],
+        fm_catalogue=5000,
+        fm_queries=500,
+        calib=128,
+    ),
 }
 
 
@@ -132,8 +152,14 @@ def our_resnet50(state: dict[str, torch.Tensor]) -> LoadedBackbone:
     net = resnet50(weights=None)
     net.load_state_dict(state)
     return LoadedBackbone(
-        name="resnet50", model=_Pooled(net).eval(), dim=2048, input_size=224,
-        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), weights_source="random (bench)", fingerprint="bench",
+        name="resnet50",
+        model=_Pooled(net).eval(),
+        dim=2048,
+        input_size=224,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        weights_source="random (bench)",
+        fingerprint="bench",
     )
 
 
@@ -142,7 +168,9 @@ def decode(data: bytes, size: int) -> np.ndarray:
     return prepare(open_image(data, target_size=size), size)
 
 
-def new_index(dim: int, capacity: int, m: int | None = None, efc: int | None = None, ef: int | None = None) -> VectorIndex:
+def new_index(
+    dim: int, capacity: int, m: int | None = None, efc: int | None = None, ef: int | None = None
+) -> VectorIndex:
     from engine.config import Settings
 
     s = Settings()
@@ -181,9 +209,13 @@ def bench_ingest(cfg: dict, base: BaselineRecommender, emb: Embedder, jpegs: lis
         runs.append(time.perf_counter() - t0)
     ours_s = min(runs)
     out = {
-        "images": n, "image_size": "600x800 JPEG q90",
-        "baseline_images_per_s": n / base_s, "ours_images_per_s": n / ours_s,
-        "ours_runs_s": runs, "ratio": base_s / ours_s, "goal": 4.0,
+        "images": n,
+        "image_size": "600x800 JPEG q90",
+        "baseline_images_per_s": n / base_s,
+        "ours_images_per_s": n / ours_s,
+        "ours_runs_s": runs,
+        "ratio": base_s / ours_s,
+        "goal": 4.0,
     }
     log(f"ingest: baseline {n / base_s:.1f} img/s, ours {n / ours_s:.1f} img/s, ratio {out['ratio']:.2f}")
     return out
@@ -205,7 +237,7 @@ def query_ours(emb: Embedder, index: VectorIndex, data: bytes) -> np.ndarray:
 def bench_latency(cfg: dict, base: BaselineRecommender, emb: Embedder, jpegs: list[bytes], feats: np.ndarray) -> dict:
     sizes = cfg["cat_sizes"]
     catalogue = synth_catalogue(feats, sizes[-1])
-    queries = jpegs[-cfg["queries"]:]
+    queries = jpegs[-cfg["queries"] :]
     index = new_index(2048, sizes[-1])
     rows, have = [], 0
     for n in sizes:
@@ -227,12 +259,18 @@ def bench_latency(cfg: dict, base: BaselineRecommender, emb: Embedder, jpegs: li
             query_ours(emb, index, q)
             o.append(time.perf_counter() - t0)
         row = {
-            "catalogue": n, "baseline_p50_ms": pct(b, 50) * 1e3, "baseline_p90_ms": pct(b, 90) * 1e3,
-            "ours_p50_ms": pct(o, 50) * 1e3, "ours_p90_ms": pct(o, 90) * 1e3, "index_add_s": build,
+            "catalogue": n,
+            "baseline_p50_ms": pct(b, 50) * 1e3,
+            "baseline_p90_ms": pct(b, 90) * 1e3,
+            "ours_p50_ms": pct(o, 50) * 1e3,
+            "ours_p90_ms": pct(o, 90) * 1e3,
+            "index_add_s": build,
         }
         row["ratio_p50"] = row["ours_p50_ms"] / row["baseline_p50_ms"]
         rows.append(row)
-        log(f"latency @{n}: baseline p50 {row['baseline_p50_ms']:.1f} ms, ours p50 {row['ours_p50_ms']:.1f} ms, ratio {row['ratio_p50']:.3f}")
+        log(
+            f"latency @{n}: baseline p50 {row['baseline_p50_ms']:.1f} ms, ours p50 {row['ours_p50_ms']:.1f} ms, ratio {row['ratio_p50']:.3f}"
+        )
     # Where our time goes, at the largest size.
     q = queries[0]
     parts = {"decode": [], "embed": [], "search": []}
@@ -249,7 +287,9 @@ def bench_latency(cfg: dict, base: BaselineRecommender, emb: Embedder, jpegs: li
         parts["search"].append(t3 - t2)
     _SHARED["catalogue_index"] = index
     return {
-        "queries": len(queries), "rows": rows, "goal_ratio": 1 / 6,
+        "queries": len(queries),
+        "rows": rows,
+        "goal_ratio": 1 / 6,
         "ours_breakdown_p50_ms": {k: pct(v, 50) * 1e3 for k, v in parts.items()},
     }
 
@@ -291,8 +331,15 @@ def bench_concurrency(cfg: dict, emb: Embedder, jpegs: list[bytes], feats: np.nd
         batches = emb.batches_run - b0
     s, c = float(np.median(seq)), float(np.median(conc))
     out = {
-        "users": n, "catalogue": len(index), "one_by_one_per_s": n / s, "together_per_s": n / c, "ratio": s / c, "goal": 2.0,
-        "one_by_one_runs_s": seq, "together_runs_s": conc, "model_batches_last_run": batches,
+        "users": n,
+        "catalogue": len(index),
+        "one_by_one_per_s": n / s,
+        "together_per_s": n / c,
+        "ratio": s / c,
+        "goal": 2.0,
+        "one_by_one_runs_s": seq,
+        "together_runs_s": conc,
+        "model_batches_last_run": batches,
     }
     log(f"concurrency: one by one {n / s:.1f}/s, together {n / c:.1f}/s, ratio {s / c:.2f} ({batches} batches)")
     return out
@@ -355,7 +402,9 @@ def int8_codes(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes, scales
 
 
-def rerank(index: VectorIndex, codes: np.ndarray, scales: np.ndarray, q: np.ndarray, q_full: np.ndarray, k: int) -> np.ndarray:
+def rerank(
+    index: VectorIndex, codes: np.ndarray, scales: np.ndarray, q: np.ndarray, q_full: np.ndarray, k: int
+) -> np.ndarray:
     ids, _ = index.search(q, k)
     sims = (codes[ids].astype(np.float32) @ q_full) * scales[ids]
     return ids[np.argsort(-sims)[:10]]
@@ -388,7 +437,7 @@ def bench_index(cfg: dict) -> dict:
     log(f"index: spectrum from real Lite0 embeddings; generating {n:,} x 1280 vectors")
     spectrum = lite0_spectrum(1500 if n <= 100_000 else 3000)
     rng = np.random.default_rng(3)
-    centres = (rng.standard_normal((2000, 1280), dtype=np.float32) * np.sqrt(spectrum * 0.5).astype(np.float32))
+    centres = rng.standard_normal((2000, 1280), dtype=np.float32) * np.sqrt(spectrum * 0.5).astype(np.float32)
     data = synth_vectors(n, spectrum, 4, centres)
     queries = synth_vectors(nq, spectrum, 5, centres)
     t0 = time.perf_counter()
@@ -402,15 +451,23 @@ def bench_index(cfg: dict) -> dict:
     pca = vecs[:, ::-1][:, :d_out].astype(np.float32)
     explained = float(vals[::-1][:d_out].sum() / vals.sum())
     rand = np.linalg.qr(np.random.default_rng(7).standard_normal((1280, d_out)))[0].astype(np.float32)
-    out: dict = {"n": n, "queries": nq, "dim": 1280, "projected_dim": d_out, "pca_explained_variance": explained,
-                 "exact_numpy_ms_per_query_1280d": exact_ms}
+    out: dict = {
+        "n": n,
+        "queries": nq,
+        "dim": 1280,
+        "projected_dim": d_out,
+        "pca_explained_variance": explained,
+        "exact_numpy_ms_per_query_1280d": exact_ms,
+    }
     proj = {}
     for name, w in (("pca", pca), ("random", rand)):
         pd_, pq = ((data - mean) @ w).astype(np.float32), ((queries - mean) @ w).astype(np.float32)
         truth_p = exact_top10(pq, pd_)
         proj[name] = (pd_, pq, truth_p)
         out[f"{name}_projection_exact_recall_vs_1280d"] = recall(truth_p, truth)
-        log(f"index: {name} 256-d, exact search: recall@10 vs exact 1280-d {out[f'{name}_projection_exact_recall_vs_1280d']:.4f}")
+        log(
+            f"index: {name} 256-d, exact search: recall@10 vs exact 1280-d {out[f'{name}_projection_exact_recall_vs_1280d']:.4f}"
+        )
     codes, scales = int8_codes(data)
     del data
     pd_, pq, truth_p = proj["pca"]
@@ -420,42 +477,92 @@ def bench_index(cfg: dict) -> dict:
     configs = []
     for m, efc in cfg["index_configs"]:
         index, build, mem = build_measured(pd_, m, efc)
-        row = {"m": m, "ef_construction": efc, "build_s": build, "rss_delta_bytes": mem,
-               "rerank_int8_bytes": codes.nbytes + scales.nbytes, "by_ef": []}
-        log(f"index: M={m} efc={efc} built in {build:.0f} s, RSS +{mem / 2**30:.2f} GiB "
-            f"(+ {row['rerank_int8_bytes'] / 2**30:.2f} GiB int8 codes for re-ranking)")
+        row = {
+            "m": m,
+            "ef_construction": efc,
+            "build_s": build,
+            "rss_delta_bytes": mem,
+            "rerank_int8_bytes": codes.nbytes + scales.nbytes,
+            "by_ef": [],
+        }
+        log(
+            f"index: M={m} efc={efc} built in {build:.0f} s, RSS +{mem / 2**30:.2f} GiB "
+            f"(+ {row['rerank_int8_bytes'] / 2**30:.2f} GiB int8 codes for re-ranking)"
+        )
         for ef in (10, 16, 24, 32, 48, 64, 96, 128, 200):
             index.ef = ef
             index._index.set_ef(ef)
             found, times = timed_queries(lambda q: index.search(q, 10)[0], pq)
-            r = {"ef": ef, "recall_vs_exact_1280d": recall(found, truth), "recall_vs_exact_256d": recall(found, truth_p),
-                 "p50_ms": pct(times, 50) * 1e3, "p99_ms": pct(times, 99) * 1e3, "qps_one_thread": 1 / np.mean(times)}
+            r = {
+                "ef": ef,
+                "recall_vs_exact_1280d": recall(found, truth),
+                "recall_vs_exact_256d": recall(found, truth_p),
+                "p50_ms": pct(times, 50) * 1e3,
+                "p99_ms": pct(times, 99) * 1e3,
+                "qps_one_thread": 1 / np.mean(times),
+            }
             # Two stages: ef candidates from the 256-d graph, re-ranked with int8 codes of the 1280-d vectors.
-            found, times = timed_queries(lambda qq: rerank(index, codes, scales, qq[0], qq[1], min(ef, 100)),
-                                         list(zip(pq, queries)))
-            r["rerank"] = {"candidates": min(ef, 100), "recall_vs_exact_1280d": recall(found, truth),
-                           "p50_ms": pct(times, 50) * 1e3, "p99_ms": pct(times, 99) * 1e3, "qps_one_thread": 1 / np.mean(times)}
+            found, times = timed_queries(
+                lambda qq: rerank(index, codes, scales, qq[0], qq[1], min(ef, 100)), list(zip(pq, queries))
+            )
+            r["rerank"] = {
+                "candidates": min(ef, 100),
+                "recall_vs_exact_1280d": recall(found, truth),
+                "p50_ms": pct(times, 50) * 1e3,
+                "p99_ms": pct(times, 99) * 1e3,
+                "qps_one_thread": 1 / np.mean(times),
+            }
             row["by_ef"].append(r)
-            log(f"  ef={ef:3d} recall {r['recall_vs_exact_1280d']:.4f} (256-d {r['recall_vs_exact_256d']:.4f}) p50 {r['p50_ms']:.3f} ms p99 {r['p99_ms']:.3f} ms"
-                f" | +int8 re-rank: recall {r['rerank']['recall_vs_exact_1280d']:.4f} p50 {r['rerank']['p50_ms']:.3f} ms p99 {r['rerank']['p99_ms']:.3f} ms")
+            log(
+                f"  ef={ef:3d} recall {r['recall_vs_exact_1280d']:.4f} (256-d {r['recall_vs_exact_256d']:.4f}) p50 {r['p50_ms']:.3f} ms p99 {r['p99_ms']:.3f} ms"
+                f" | +int8 re-rank: recall {r['rerank']['recall_vs_exact_1280d']:.4f} p50 {r['rerank']['p50_ms']:.3f} ms p99 {r['rerank']['p99_ms']:.3f} ms"
+            )
         configs.append(row)
         del index
     out["configs"] = configs
     # The goal: the cheapest setting with recall >= 0.95 against exact 1280-d search.
-    ok = [(r["p99_ms"], c["m"], c["ef_construction"], r, c["rss_delta_bytes"], "PCA-256 graph")
-          for c in configs for r in c["by_ef"] if r["recall_vs_exact_1280d"] >= 0.95]
-    ok += [(r["rerank"]["p99_ms"], c["m"], c["ef_construction"], r["rerank"] | {"ef": r["ef"]},
-            c["rss_delta_bytes"] + c["rerank_int8_bytes"], "PCA-256 graph + int8 1280-d re-rank")
-           for c in configs for r in c["by_ef"] if r["rerank"]["recall_vs_exact_1280d"] >= 0.95]
+    ok = [
+        (r["p99_ms"], c["m"], c["ef_construction"], r, c["rss_delta_bytes"], "PCA-256 graph")
+        for c in configs
+        for r in c["by_ef"]
+        if r["recall_vs_exact_1280d"] >= 0.95
+    ]
+    ok += [
+        (
+            r["rerank"]["p99_ms"],
+            c["m"],
+            c["ef_construction"],
+            r["rerank"] | {"ef": r["ef"]},
+            c["rss_delta_bytes"] + c["rerank_int8_bytes"],
+            "PCA-256 graph + int8 1280-d re-rank",
+        )
+        for c in configs
+        for r in c["by_ef"]
+        if r["rerank"]["recall_vs_exact_1280d"] >= 0.95
+    ]
     if ok:
         p99, m, efc, r, mem, kind = min(ok, key=lambda t: t[0])
-        out["goal_pick"] = {"kind": kind, "m": m, "ef_construction": efc, "ef": r["ef"],
-                            "recall": r["recall_vs_exact_1280d"], "p99_ms": p99, "memory_bytes": mem}
+        out["goal_pick"] = {
+            "kind": kind,
+            "m": m,
+            "ef_construction": efc,
+            "ef": r["ef"],
+            "recall": r["recall_vs_exact_1280d"],
+            "p99_ms": p99,
+            "memory_bytes": mem,
+        }
     else:
         best = max(((c, r) for c in configs for r in c["by_ef"]), key=lambda t: t[1]["recall_vs_exact_1280d"])
-        out["goal_pick"] = {"m": best[0]["m"], "ef_construction": best[0]["ef_construction"], "ef": best[1]["ef"],
-                            "recall": best[1]["recall_vs_exact_1280d"], "p99_ms": best[1]["p99_ms"],
-                            "memory_bytes": best[0]["rss_delta_bytes"], "kind": "PCA-256 graph", "note": "no setting reached recall 0.95"}
+        out["goal_pick"] = {
+            "m": best[0]["m"],
+            "ef_construction": best[0]["ef_construction"],
+            "ef": best[1]["ef"],
+            "recall": best[1]["recall_vs_exact_1280d"],
+            "p99_ms": best[1]["p99_ms"],
+            "memory_bytes": best[0]["rss_delta_bytes"],
+            "kind": "PCA-256 graph",
+            "note": "no setting reached recall 0.95",
+        }
     return out
 
 
@@ -475,15 +582,22 @@ def bench_index_head(cfg: dict, dim: int = 128) -> dict:
     m, efc = 16, 100
     index, build, mem = build_measured(data, m, efc)
     del data
-    out: dict = {"n": n, "dim": dim, "queries": nq, "m": m, "ef_construction": efc, "build_s": build,
-                 "rss_delta_bytes": mem, "by_ef": []}
+    out: dict = {
+        "n": n,
+        "dim": dim,
+        "queries": nq,
+        "m": m,
+        "ef_construction": efc,
+        "build_s": build,
+        "rss_delta_bytes": mem,
+        "by_ef": [],
+    }
     log(f"index (head, {dim}-d): {n:,} items, M={m} efc={efc}, built in {build:.0f} s, RSS +{mem / 2**30:.2f} GiB")
     for ef in (16, 24, 32, 48, 64, 96):
         index.ef = ef
         index._index.set_ef(ef)
         found, times = timed_queries(lambda q: index.search(q, 10)[0], queries)
-        r = {"ef": ef, "recall": recall(found, truth), "p50_ms": pct(times, 50) * 1e3,
-             "p99_ms": pct(times, 99) * 1e3}
+        r = {"ef": ef, "recall": recall(found, truth), "p50_ms": pct(times, 50) * 1e3, "p99_ms": pct(times, 99) * 1e3}
         out["by_ef"].append(r)
         log(f"  ef={ef:3d} recall {r['recall']:.4f} p50 {r['p50_ms']:.3f} ms p99 {r['p99_ms']:.3f} ms")
     ok = [r for r in out["by_ef"] if r["recall"] >= 0.95]
@@ -511,9 +625,13 @@ def bench_agreement(cfg: dict, res_emb: Embedder, jpegs: list[bytes]) -> dict:
     q_px = np.stack([decode(fmnist_query_jpeg(te_img[i]), lite.input_size) for i in range(nq)])
     for name, emb, qpx, cpx, labels in (
         ("efficientnet-lite0 (real weights, Fashion-MNIST)", lite, q_px, cat_px, (tr_lab[:nc], te_lab[:nq])),
-        ("resnet50 (random weights, product JPEGs)", res_emb,
-         np.stack([decode(d, 224) for d in jpegs[: min(64, len(jpegs) // 2)]]),
-         np.stack([decode(d, 224) for d in jpegs[min(64, len(jpegs) // 2):]]), None),
+        (
+            "resnet50 (random weights, product JPEGs)",
+            res_emb,
+            np.stack([decode(d, 224) for d in jpegs[: min(64, len(jpegs) // 2)]]),
+            np.stack([decode(d, 224) for d in jpegs[min(64, len(jpegs) // 2) :]]),
+            None,
+        ),
     ):
         fp32_q = np.concatenate([emb.forward(qpx[s : s + 1], reference=True) for s in range(len(qpx))])  # batch 1
         fp32_c = np.concatenate([emb.forward(cpx[s : s + 32], reference=True) for s in range(0, len(cpx), 32)])
@@ -530,8 +648,14 @@ def bench_agreement(cfg: dict, res_emb: Embedder, jpegs: list[bytes]) -> dict:
                 r["precision_at_10"] = float(np.mean(cl[got] == ql[:, None]))
                 r["precision_at_10_fp32_batch1"] = float(np.mean(cl[ref] == ql[:, None]))
             row[variant] = r
-            log(f"agreement {name} {variant}: cos min {r['cosine_min']:.5f} mean {r['cosine_mean']:.5f}, top-10 overlap {overlap:.2f}"
-                + (f", P@10 {r['precision_at_10']:.3f} (fp32 b1 {r['precision_at_10_fp32_batch1']:.3f})" if labels is not None else ""))
+            log(
+                f"agreement {name} {variant}: cos min {r['cosine_min']:.5f} mean {r['cosine_mean']:.5f}, top-10 overlap {overlap:.2f}"
+                + (
+                    f", P@10 {r['precision_at_10']:.3f} (fp32 b1 {r['precision_at_10_fp32_batch1']:.3f})"
+                    if labels is not None
+                    else ""
+                )
+            )
         out[name] = row
     lite.close()
     return out
@@ -542,41 +666,55 @@ def table(res: dict) -> str:
     lines = ["| Goal | Baseline | Ours | Ratio | Goal ratio | Met |", "| --- | --- | --- | --- | --- | --- |"]
     if "ingest" in res:
         g = res["ingest"]
-        lines.append(f"| Ingest, {g['images']} 600×800 JPEGs, ResNet-50 | {g['baseline_images_per_s']:.1f} img/s | "
-                     f"{g['ours_images_per_s']:.1f} img/s | {g['ratio']:.2f}× | ≥ 4× | {'yes' if g['ratio'] >= 4 else 'no'} |")
+        lines.append(
+            f"| Ingest, {g['images']} 600×800 JPEGs, ResNet-50 | {g['baseline_images_per_s']:.1f} img/s | "
+            f"{g['ours_images_per_s']:.1f} img/s | {g['ratio']:.2f}× | ≥ 4× | {'yes' if g['ratio'] >= 4 else 'no'} |"
+        )
     if "latency" in res:
         r = res["latency"]["rows"][-1]
-        lines.append(f"| One photo → 10 items, {r['catalogue']:,} items, p50 | {r['baseline_p50_ms']:.1f} ms | "
-                     f"{r['ours_p50_ms']:.1f} ms | {r['ratio_p50']:.3f} | ≤ 0.167 | {'yes' if r['ratio_p50'] <= 1 / 6 else 'no'} |")
+        lines.append(
+            f"| One photo → 10 items, {r['catalogue']:,} items, p50 | {r['baseline_p50_ms']:.1f} ms | "
+            f"{r['ours_p50_ms']:.1f} ms | {r['ratio_p50']:.3f} | ≤ 0.167 | {'yes' if r['ratio_p50'] <= 1 / 6 else 'no'} |"
+        )
     if "concurrency" in res:
         c = res["concurrency"]
-        lines.append(f"| {c['users']} users at once vs one by one (ours) | {c['one_by_one_per_s']:.1f} req/s | "
-                     f"{c['together_per_s']:.1f} req/s | {c['ratio']:.2f}× | ≥ 2× | {'yes' if c['ratio'] >= 2 else 'no'} |")
+        lines.append(
+            f"| {c['users']} users at once vs one by one (ours) | {c['one_by_one_per_s']:.1f} req/s | "
+            f"{c['together_per_s']:.1f} req/s | {c['ratio']:.2f}× | ≥ 2× | {'yes' if c['ratio'] >= 2 else 'no'} |"
+        )
     if "index" in res:
         i = res["index"]
         p = i["goal_pick"]
-        lines.append(f"| Index alone, {i['n']:,} items ({p['kind']}, M={p['m']}, ef={p['ef']}) | exact numpy 1280-d "
-                     f"{i['exact_numpy_ms_per_query_1280d']:.1f} ms/query | {_index_goal_cells(p)}")
+        lines.append(
+            f"| Index alone, {i['n']:,} items ({p['kind']}, M={p['m']}, ef={p['ef']}) | exact numpy 1280-d "
+            f"{i['exact_numpy_ms_per_query_1280d']:.1f} ms/query | {_index_goal_cells(p)}"
+        )
     if "index_head" in res:
         h = res["index_head"]
         p = h["goal_pick"]
-        lines.append(f"| Index alone, {h['n']:,} items at the head's {h['dim']}-d (VectorIndex, M={h['m']}, ef={p['ef']}) | – | "
-                     f"{_index_goal_cells(p)}")
+        lines.append(
+            f"| Index alone, {h['n']:,} items at the head's {h['dim']}-d (VectorIndex, M={h['m']}, ef={p['ef']}) | – | "
+            f"{_index_goal_cells(p)}"
+        )
     if "agreement" in res:
         for name, row in res["agreement"].items():
             r = row["fast_path"]
             met = r["cosine_min"] >= 0.999 and r["top10_overlap_mean"] >= 9
-            lines.append(f"| Fast path ({row['fast_path_plan']}{', compiled' if row['compiled'] else ''}, batched) "
-                         f"vs fp32 batch 1: {name} | – | cos min {r['cosine_min']:.4f}, top-10 overlap "
-                         f"{r['top10_overlap_mean']:.2f} | – | cos ≥ 0.999, ≥ 9/10 | {'yes' if met else 'no'} |")
+            lines.append(
+                f"| Fast path ({row['fast_path_plan']}{', compiled' if row['compiled'] else ''}, batched) "
+                f"vs fp32 batch 1: {name} | – | cos min {r['cosine_min']:.4f}, top-10 overlap "
+                f"{r['top10_overlap_mean']:.2f} | – | cos ≥ 0.999, ≥ 9/10 | {'yes' if met else 'no'} |"
+            )
     return "\n".join(lines)
 
 
 def _index_goal_cells(p: dict) -> str:
     """The result, goal and verdict cells of an index row: recall >= 0.95, p99 <= 2 ms, <= 4 GB."""
     met = p["recall"] >= 0.95 and p["p99_ms"] <= 2 and p["memory_bytes"] <= 4 * 2**30
-    return (f"recall {p['recall']:.3f}, p99 {p['p99_ms']:.2f} ms, {p['memory_bytes'] / 2**30:.2f} GiB | – | "
-            f"recall ≥ 0.95, p99 ≤ 2 ms, ≤ 4 GB | {'yes' if met else 'no'} |")
+    return (
+        f"recall {p['recall']:.3f}, p99 {p['p99_ms']:.2f} ms, {p['memory_bytes'] / 2**30:.2f} GiB | – | "
+        f"recall ≥ 0.95, p99 ≤ 2 ms, ≤ 4 GB | {'yes' if met else 'no'} |"
+    )
 
 
 def plots(res: dict, out_dir) -> list[str]:
@@ -591,9 +729,17 @@ def plots(res: dict, out_dir) -> list[str]:
         rows = res["latency"]["rows"]
         x = [r["catalogue"] for r in rows]
         fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(x, [r["baseline_p50_ms"] for r in rows], "o-", color="C0", label="baseline p50 (ResNet-50 fp32 + sklearn refit)")
+        ax.plot(
+            x,
+            [r["baseline_p50_ms"] for r in rows],
+            "o-",
+            color="C0",
+            label="baseline p50 (ResNet-50 fp32 + sklearn refit)",
+        )
         ax.plot(x, [r["ours_p50_ms"] for r in rows], "o-", color="C1", label="ours p50 (band: to p90)")
-        ax.fill_between(x, [r["baseline_p50_ms"] for r in rows], [r["baseline_p90_ms"] for r in rows], color="C0", alpha=0.2)
+        ax.fill_between(
+            x, [r["baseline_p50_ms"] for r in rows], [r["baseline_p90_ms"] for r in rows], color="C0", alpha=0.2
+        )
         ax.fill_between(x, [r["ours_p50_ms"] for r in rows], [r["ours_p90_ms"] for r in rows], color="C1", alpha=0.2)
         ax.set_xlabel("catalogue size (items)")
         ax.set_ylabel("one photo → 10 items (ms)")
@@ -608,13 +754,23 @@ def plots(res: dict, out_dir) -> list[str]:
     if "index" in res:
         fig, ax = plt.subplots(figsize=(6, 4))
         for c in res["index"]["configs"]:
-            ax.plot([r["recall_vs_exact_1280d"] for r in c["by_ef"]], [r["qps_one_thread"] for r in c["by_ef"]], "o-",
-                    label=f"M={c['m']}, ef_construction={c['ef_construction']} (vs exact 1280-d)")
-            ax.plot([r["rerank"]["recall_vs_exact_1280d"] for r in c["by_ef"]], [r["rerank"]["qps_one_thread"] for r in c["by_ef"]],
-                    "s--", label=f"M={c['m']}, ef_construction={c['ef_construction']} + int8 1280-d re-rank")
+            ax.plot(
+                [r["recall_vs_exact_1280d"] for r in c["by_ef"]],
+                [r["qps_one_thread"] for r in c["by_ef"]],
+                "o-",
+                label=f"M={c['m']}, ef_construction={c['ef_construction']} (vs exact 1280-d)",
+            )
+            ax.plot(
+                [r["rerank"]["recall_vs_exact_1280d"] for r in c["by_ef"]],
+                [r["rerank"]["qps_one_thread"] for r in c["by_ef"]],
+                "s--",
+                label=f"M={c['m']}, ef_construction={c['ef_construction']} + int8 1280-d re-rank",
+            )
             for r in c["by_ef"]:
                 ax.annotate(str(r["ef"]), (r["recall_vs_exact_1280d"], r["qps_one_thread"]), fontsize=6)
-                ax.annotate(str(r["ef"]), (r["rerank"]["recall_vs_exact_1280d"], r["rerank"]["qps_one_thread"]), fontsize=6)
+                ax.annotate(
+                    str(r["ef"]), (r["rerank"]["recall_vs_exact_1280d"], r["rerank"]["qps_one_thread"]), fontsize=6
+                )
         ax.axvline(0.95, color="grey", ls="--", lw=0.8)
         ax.set_xlabel("recall@10")
         ax.set_ylabel("queries per second (one thread)")
@@ -633,8 +789,9 @@ def plots(res: dict, out_dir) -> list[str]:
 SECTIONS = ("agreement", "ingest", "latency", "concurrency", "index", "index_head")
 
 
-def run(sections: list[str], quick: bool, batch_size: int | None = None, precision: str | None = None,
-        compile: bool = True) -> dict:
+def run(
+    sections: list[str], quick: bool, batch_size: int | None = None, precision: str | None = None, compile: bool = True
+) -> dict:
     from pathlib import Path
 
     cfg = SIZES[quick]
@@ -654,12 +811,23 @@ def run(sections: list[str], quick: bool, batch_size: int | None = None, precisi
         # agrees with fp32, where the CPU has native bf16; fp32 otherwise).
         precision = precision or "auto"
         t0 = time.perf_counter()
-        emb = Embedder(our_resnet50(state), precision=precision, batch_size=batch_size or Settings().batch_size,
-                       compile=compile, max_wait_ms=Settings().micro_batch_wait_ms)
-        res["ours"] = {"precision": emb.precision, "batch_size": emb.batch_size, "input_size": emb.input_size,
-                       "threads": torch.get_num_threads(), "compiled_buckets": list(emb.buckets),
-                       "batch_rates_at_startup": {str(b): r for b, r in emb.batch_rates.items()},
-                       "startup_s": time.perf_counter() - t0, "max_wait_ms": emb.max_wait * 1e3}
+        emb = Embedder(
+            our_resnet50(state),
+            precision=precision,
+            batch_size=batch_size or Settings().batch_size,
+            compile=compile,
+            max_wait_ms=Settings().micro_batch_wait_ms,
+        )
+        res["ours"] = {
+            "precision": emb.precision,
+            "batch_size": emb.batch_size,
+            "input_size": emb.input_size,
+            "threads": torch.get_num_threads(),
+            "compiled_buckets": list(emb.buckets),
+            "batch_rates_at_startup": {str(b): r for b, r in emb.batch_rates.items()},
+            "startup_s": time.perf_counter() - t0,
+            "max_wait_ms": emb.max_wait * 1e3,
+        }
         log(f"ours: {res['ours']}")
     if "agreement" in sections:
         res["agreement"] = bench_agreement(cfg, emb, jpegs)

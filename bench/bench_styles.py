@@ -23,6 +23,7 @@ against the categories, and how often the representative cluster is the user's
 biggest category). This is where ``DEFAULT_DISTANCE_THRESHOLD`` comes from.
 Results go to ``bench/results/styles_calibration.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -150,7 +151,9 @@ def run_timing(sizes: list[int], dims: list[int], repeats: int, threshold: float
             ref_labels, ref_rep = baseline_profile(x, threshold)
             our_labels = cluster_labels(_unit_rows(x), threshold)
             agree = same_partition(our_labels, ref_labels)
-            rep_agrees = set(profile.representative.members.tolist()) == set(np.flatnonzero(ref_labels == ref_rep).tolist())
+            rep_agrees = set(profile.representative.members.tolist()) == set(
+                np.flatnonzero(ref_labels == ref_rep).tolist()
+            )
             case = {
                 "photos": n,
                 "dimension": d,
@@ -191,7 +194,9 @@ def environment() -> dict:
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "load_average_1_5_15min": [round(v, 2) for v in os.getloadavg()],  # a busy machine inflates timings
-        "threads_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ},
+        "threads_env": {
+            k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ
+        },
     }
 
 
@@ -244,7 +249,9 @@ def simulated_users(y: np.ndarray, lo: int, hi: int, count: int, rng: np.random.
         k = int(rng.integers(1, 4))
         classes = rng.choice(10, k, replace=False)
         sizes = rng.integers(lo, hi, size=k)
-        users.append(np.concatenate([rng.choice(np.flatnonzero(y == c), s, replace=False) for c, s in zip(classes, sizes)]))
+        users.append(
+            np.concatenate([rng.choice(np.flatnonzero(y == c), s, replace=False) for c, s in zip(classes, sizes)])
+        )
     return users
 
 

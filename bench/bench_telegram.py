@@ -20,6 +20,7 @@ processes on a shared machine), leaving what this process did to its loop.
 Results: ``bench/results/telegram.json`` and the "Telegram" section of
 ``docs/benchmarks.md`` (replaced if present, appended otherwise).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -100,8 +101,10 @@ async def one_round(api: FakeBotAPI, users: int, first_user: int, pictures: list
         pushed = {user: api.push_update(update) for user, update in updates}
         calls = await api.wait_for("sendMediaGroup", count=before + users, timeout=300)
         await api.wait_for(
-            "sendMessage", lambda c: c.params.get("reply_markup") is not None and c.chat_id in pushed,
-            count=users, timeout=60,
+            "sendMessage",
+            lambda c: c.params.get("reply_markup") is not None and c.chat_id in pushed,
+            count=users,
+            timeout=60,
         )
     albums = {c.chat_id: c for c in calls if c.chat_id in pushed}
     assert len(albums) == users, f"{len(albums)} albums for {users} users"
@@ -169,23 +172,23 @@ def write_docs(payload: dict) -> None:
 
     text = f"""{SECTION}
 
-`bench/bench_telegram.py` ({m['date']}): {users} users each send a photo at the same moment, {rounds} rounds
+`bench/bench_telegram.py` ({m["date"]}): {users} users each send a photo at the same moment, {rounds} rounds
 (new users each round; p50/p95 are the median over rounds, max and stalls the worst), real `run_telegram`
-(python-telegram-bot {payload['ptb']}, long polling) over the real engine (EfficientNet-Lite0,
-{payload['catalogue']} Fashion-MNIST items, SQLite) against the fake Bot API (`tests/fakes/telegram_api.py`,
-in its own thread). Latency: update queued → album request received. Machine: {m['cpu'] or 'unknown CPU'},
-{m['cores']} cores, load average {m['load_average'][0]:.1f} at the start (shared with other work).
+(python-telegram-bot {payload["ptb"]}, long polling) over the real engine (EfficientNet-Lite0,
+{payload["catalogue"]} Fashion-MNIST items, SQLite) against the fake Bot API (`tests/fakes/telegram_api.py`,
+in its own thread). Latency: update queued → album request received. Machine: {m["cpu"] or "unknown CPU"},
+{m["cores"]} cores, load average {m["load_average"][0]:.1f} at the start (shared with other work).
 
 | outgoing requests | p50 | p95 | max | longest loop stall (raw / own / busy) |
 |---|---|---|---|---|
 {row("flood-limited, 30 requests/s (production)", limited)}
 {row("no flood limit", free)}
 
-- One user alone: the album arrives {payload['single_ms']:.0f} ms after the update (median of 5).
+- One user alone: the album arrives {payload["single_ms"]:.0f} ms after the update (median of 5).
 - Each reply is three requests (chat action, album, buttons): {users} simultaneous users make {3 * users}, and at
   Telegram's 30 requests/s (a burst of 30, then 30 a second) the last of them can't leave before
   ~{(3 * users - 30) / 30:.0f} s, whatever the engine does. Here the two rows are close: the engine (embedding
-  {users} photos and recording each user's history in SQLite, on {m['cores']} cores) was the bottleneck, not
+  {users} photos and recording each user's history in SQLite, on {m["cores"]} cores) was the bottleneck, not
   the limiter.
 - Loop stall: the worst lateness of a task sleeping 5 ms. *Own* subtracts the time the loop thread waited for a
   CPU held by another process (`/proc/thread-self/schedstat`); *busy* is the part the loop thread spent
@@ -212,7 +215,9 @@ async def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/fashionbot-bench-telegram"))
     parser.add_argument("--no-docs", action="store_true")
     parser.add_argument("--docs-only", action="store_true", help="rewrite the docs section from the last results")
-    parser.add_argument("--debug-slow", type=float, default=None, help="asyncio debug: report callbacks slower than this (s)")
+    parser.add_argument(
+        "--debug-slow", type=float, default=None, help="asyncio debug: report callbacks slower than this (s)"
+    )
     args = parser.parse_args()
     if args.debug_slow:
         logging.basicConfig(level=logging.WARNING)

@@ -22,6 +22,7 @@ Two runs:
 
 Results go to ``bench/results/trend.json``.
 """
+
 from __future__ import annotations
 
 import argparse

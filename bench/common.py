@@ -1,4 +1,5 @@
 """Shared helpers for benchmark scripts: machine description and result files."""
+
 from __future__ import annotations
 
 import json

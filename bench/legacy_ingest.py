@@ -39,7 +39,18 @@ FASHION_MNIST_CLASSES = [
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]  # fmt: skip
 # Demo prices: a plausible range per category, so the demo reads like a shop.
-_PRICE_RANGES = [(9, 35), (25, 90), (29, 120), (35, 160), (60, 290), (19, 80), (19, 75), (45, 160), (25, 220), (60, 240)]
+_PRICE_RANGES = [
+    (9, 35),
+    (25, 90),
+    (29, 120),
+    (35, 160),
+    (60, 290),
+    (19, 80),
+    (19, 75),
+    (45, 160),
+    (25, 220),
+    (60, 240),
+]
 FEED_COLUMNS = ("id", "title", "link", "image_link", "price", "brand", "color", "gender", "product_type")
 
 
@@ -405,9 +416,7 @@ async def ingest_feed(
     return await ingest_rows(catalogue, encoder, rows, batch_size=64, progress=progress)
 
 
-async def reembed(
-    catalogue: Catalogue, encoder: Encoder, *, chunk: int = 128, progress: Progress | None = None
-) -> int:
+async def reembed(catalogue: Catalogue, encoder: Encoder, *, chunk: int = 128, progress: Progress | None = None) -> int:
     """Embed every item that has no embedding for the current model (after a backbone or
     head change) from its stored picture; returns how many."""
     done = 0
@@ -419,7 +428,9 @@ async def reembed(
             return done
         prepared = await asyncio.gather(*(encoder.prepare(image) for _, image in todo))
         vectors = await encoder.embed(np.stack([p.pixels for p in prepared]))
-        await catalogue.store.set_embeddings(catalogue.model_key, [(i, v.tobytes()) for (i, _), v in zip(todo, vectors)])
+        await catalogue.store.set_embeddings(
+            catalogue.model_key, [(i, v.tobytes()) for (i, _), v in zip(todo, vectors)]
+        )
         done += len(todo)
         if progress is not None:
             progress.update(len(todo))

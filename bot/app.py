@@ -4,6 +4,7 @@ Each front-end is a coroutine that serves until cancelled. A front-end that can'
 start (a missing or rejected token) is reported in one line; the others go on.
 Ctrl-C cancels them all and the service is closed (index saved) exactly once.
 """
+
 from __future__ import annotations
 
 import asyncio

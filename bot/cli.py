@@ -1,4 +1,5 @@
 """The ``fashionbot`` command. Each subcommand builds the service once and calls it."""
+
 from __future__ import annotations
 
 import argparse
@@ -91,12 +92,17 @@ def storage_error_line(err: BaseException, settings: Settings) -> str | None:
         code = getattr(e, "errno", None)
         if code == errno.ENOSPC or "disk is full" in text or "no space left" in text or (full and "disk i/o" in text):
             return f"The data directory {where} is full (no space left on the device); nothing was lost. Free some space and run the command again."
-        if code == errno.EROFS or "readonly database" in text or "read-only file system" in text or (
-            read_only and ("unable to open" in text or "disk i/o" in text)
+        if (
+            code == errno.EROFS
+            or "readonly database" in text
+            or "read-only file system" in text
+            or (read_only and ("unable to open" in text or "disk i/o" in text))
         ):
             return f"The data directory {where} is read-only; nothing was changed. Make it writable and run the command again."
         if code == errno.EACCES or "permission denied" in text:
-            return f"No permission to write to the data directory {where}. Fix its permissions and run the command again."
+            return (
+                f"No permission to write to the data directory {where}. Fix its permissions and run the command again."
+            )
     return None
 
 
@@ -294,7 +300,9 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fashionbot", description="Visual fashion search: a photo in, similar items out.")
+    parser = argparse.ArgumentParser(
+        prog="fashionbot", description="Visual fashion search: a photo in, similar items out."
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="log more: -v for progress (INFO), -vv for DEBUG"
@@ -326,9 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     tg.add_argument("--listen", default="127.0.0.1", help="address the webhook server listens on")
     tg.add_argument("--port", type=int, default=8443, help="port the webhook server listens on")
     dc = sub.add_parser("discord", help="run the Discord bot")
-    dc.add_argument(
-        "--sync", action="store_true", help="sync the slash commands now (default: only when they changed)"
-    )
+    dc.add_argument("--sync", action="store_true", help="sync the slash commands now (default: only when they changed)")
     for name, text in (("web", "run the local web chat"), ("run", "run every bot whose token is set, on one service")):
         p = sub.add_parser(name, help=text)
         if name == "run":

@@ -5,6 +5,7 @@ so a second run starts in seconds), starts the offline demo shop so `/trend` can
 tried, starts the web chat and, when their tokens are set, the Telegram and Discord
 bots, all on one service. Ctrl-C stops everything cleanly.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -53,7 +54,12 @@ def demo_shop_products() -> tuple[DemoProduct, ...]:
 
 
 async def run_demo(
-    settings: Settings, *, full: bool = False, limit: int | None = None, host: str | None = None, port: int | None = None
+    settings: Settings,
+    *,
+    full: bool = False,
+    limit: int | None = None,
+    host: str | None = None,
+    port: int | None = None,
 ) -> int:
     from bot.app import FrontEnd, configured_bots, run_frontends
     from bot.web import run_web

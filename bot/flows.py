@@ -15,6 +15,7 @@
 
 Front-ends only receive, render and send.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -1,6 +1,7 @@
 """Checks every front-end applies before doing work for a user: per-user rate limits
 and the declared-size check (refuse big files before downloading them). Used through
 :mod:`bot.flows`, so Telegram, Discord and the web chat behave the same."""
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """A small least-recently-used map, the one every front-end cache uses."""
+
 from __future__ import annotations
 
 from collections import OrderedDict

@@ -5,6 +5,7 @@ so they are opened with the same care as a user's photo: a format allow-list, a 
 cap checked before decoding, JPEG draft decoding, EXIF orientation and transparency on
 white. CPU work: call :func:`chat_jpeg_async` from the event loop (it runs in a thread).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,8 +40,15 @@ def _open(data: bytes, want: int, max_pixels: int) -> Image.Image:
             img: Image.Image = ImageOps.exif_transpose(opened)
     except BadImage:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning,
-            OSError, SyntaxError, ValueError, EOFError):
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+    ):
         raise BadImage(UNREADABLE) from None
     if img.mode == "P":
         img = img.convert("RGBA")

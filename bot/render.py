@@ -1,5 +1,6 @@
 """Text shared by every front-end, so Telegram, Discord, the web chat and the CLI
 say the same thing in the same words."""
+
 from __future__ import annotations
 
 from engine.types import About, Garment, Recommendation, ScoredItem, StyleSummary, TrendInfo, TrendProgress
@@ -38,6 +39,7 @@ FORGET_CONFIRM = (
 
 def forgotten(counts: dict[str, int]) -> str:
     """The /forget confirmation, with counts in words people use ("1 photo", "2 photos")."""
+
     def n(key: str, word: str) -> str:
         value = counts.get(key, 0)
         return f"{value} {word}{'' if value == 1 else 's'}"
@@ -46,6 +48,8 @@ def forgotten(counts: dict[str, int]) -> str:
         "Done: I've deleted everything I kept about you "
         f"({n('photos', 'photo')}, {n('feedback', 'rating')}, {n('recommendations', 'result')})."
     )
+
+
 NO_RESULTS = "No matching items found."
 FEEDBACK_THANKS = {1: "Thanks! I'll show you more like this.", -1: "Got it, I won't show you that one again."}
 
@@ -65,14 +69,14 @@ def caption(s: ScoredItem) -> str:
 
 
 def join_words(words: list[str]) -> str:
-    """"a", "a and b", "a, b and c"."""
+    """ "a", "a and b", "a, b and c"."""
     if len(words) <= 1:
         return "".join(words)
     return ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def _with_article(label: str) -> str:
-    """"a coat", "an anorak", but "trousers", "shoes", "your selection" as they are."""
+    """ "a coat", "an anorak", but "trousers", "shoes", "your selection" as they are."""
     if label.endswith("s") or label.startswith(("your ", "the ")):
         return label
     return ("an " if label[:1].lower() in "aeiou" else "a ") + label
@@ -83,7 +87,7 @@ def garment_name(g: Garment) -> str:
 
 
 def garments_text(garments: list[Garment]) -> str:
-    """"I see a coat, trousers and shoes." (best garment first)."""
+    """ "I see a coat, trousers and shoes." (best garment first)."""
     return f"I see {join_words([garment_name(g) for g in garments])}." if garments else ""
 
 

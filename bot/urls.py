@@ -9,6 +9,7 @@ localhost / private / loopback / link-local / reserved / special-purpose address
 strictest of the four copies that existed before (Telegram's, which Telegram
 itself enforces for URL buttons).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -17,8 +18,20 @@ from urllib.parse import urlsplit
 
 MAX_URL = 2048
 LOCAL_SUFFIXES = (
-    ".local", ".localhost", ".internal", ".lan", ".home", ".arpa", ".test", ".invalid", ".example",
-    ".localdomain", ".corp", ".home.arpa", ".intranet", ".private",
+    ".local",
+    ".localhost",
+    ".internal",
+    ".lan",
+    ".home",
+    ".arpa",
+    ".test",
+    ".invalid",
+    ".example",
+    ".localdomain",
+    ".corp",
+    ".home.arpa",
+    ".intranet",
+    ".private",
 )
 _NUMERIC_LABEL = re.compile(r"0x[0-9a-f]*|[0-9]+")
 
@@ -27,11 +40,37 @@ _NUMERIC_LABEL = re.compile(r"0x[0-9a-f]*|[0-9]+")
 _DENIED_NETWORKS = tuple(
     ipaddress.ip_network(n)
     for n in (
-        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-        "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
-        "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
-        "::/128", "::1/128", "::ffff:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "2001::/23",
-        "2001:db8::/32", "2002::/16", "3fff::/20", "5f00::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.88.99.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "255.255.255.255/32",
+        "::/128",
+        "::1/128",
+        "::ffff:0:0/96",
+        "64:ff9b::/96",
+        "64:ff9b:1::/48",
+        "100::/64",
+        "2001::/23",
+        "2001:db8::/32",
+        "2002::/16",
+        "3fff::/20",
+        "5f00::/16",
+        "fc00::/7",
+        "fe80::/10",
+        "fec0::/10",
+        "ff00::/8",
     )
 )
 

@@ -5,6 +5,7 @@ PostgreSQL template from the shared SQLite catalogue).
 The target is migrated first and must be empty; rows keep their ids, so a saved index
 stays valid, and PostgreSQL's sequences are moved past the copied ids.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import bindparam, func, insert, select, text, update

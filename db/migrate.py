@@ -5,6 +5,7 @@
 db/migrations/versions (make one with
 ``alembic -c db/alembic.ini -x url=sqlite+aiosqlite:///data/fashionbot.sqlite3 revision --autogenerate -m "..."``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,6 +1,7 @@
 """The schema. The database is the source of truth: items keep their embedding
 (and a compact picture), so the vector index can always be rebuilt from here.
 Users' photos are kept only as embeddings, never as pictures."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
 
 class Price(TypeDecorator[float]):
     """Money: NUMERIC(12, 2) in the database (exact to the cent, rounded on the way in on

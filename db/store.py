@@ -6,6 +6,7 @@ database for several workers: item commits and removals are announced with
 NOTIFY (:data:`CHANNEL`) so other workers' followers wake at once, and
 :meth:`Store.try_singleton` gives one process a role (e.g. Telegram polling).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -267,9 +268,7 @@ class Store:
         if not pairs:
             return 0
         async with self.session.begin() as s:
-            await s.execute(
-                update(ItemRow), [{"id": item_id, "duplicate_of": original} for item_id, original in pairs]
-            )
+            await s.execute(update(ItemRow), [{"id": item_id, "duplicate_of": original} for item_id, original in pairs])
             await self._record_events(s, [a for a, _ in pairs], "duplicate")
             return len(pairs)
 
@@ -414,9 +413,16 @@ class Store:
             )
             row.garments = [
                 GarmentRow(
-                    number=g.number, garment_group=g.group, label=g.label[:64],
-                    x0=g.box[0], y0=g.box[1], x1=g.box[2], y1=g.box[3], confidence=g.confidence,
-                    embedding=g.vector.astype(np.float32).tobytes(), embedding_model=model,
+                    number=g.number,
+                    garment_group=g.group,
+                    label=g.label[:64],
+                    x0=g.box[0],
+                    y0=g.box[1],
+                    x1=g.box[2],
+                    y1=g.box[3],
+                    confidence=g.confidence,
+                    embedding=g.vector.astype(np.float32).tobytes(),
+                    embedding_model=model,
                 )
                 for g in garments
             ]
@@ -441,8 +447,12 @@ class Store:
                 size=(row.width, row.height) if row.width and row.height else None,
                 garments=[
                     NewGarment(
-                        number=g.number, group=g.garment_group, label=g.label, box=(g.x0, g.y0, g.x1, g.y1),
-                        confidence=g.confidence, vector=np.frombuffer(g.embedding, dtype=np.float32),
+                        number=g.number,
+                        group=g.garment_group,
+                        label=g.label,
+                        box=(g.x0, g.y0, g.x1, g.y1),
+                        confidence=g.confidence,
+                        vector=np.frombuffer(g.embedding, dtype=np.float32),
                     )
                     for g in row.garments
                 ],

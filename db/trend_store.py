@@ -6,6 +6,7 @@ never writes SQL. Items themselves are inserted by ``FashionService.add_items``
 (one transaction, then the index); what this module writes afterwards (tags,
 offers, price refreshes) is idempotent, so re-running an interrupted trend repairs it.
 """
+
 from __future__ import annotations
 
 import os
@@ -233,9 +234,7 @@ async def recent_trends(store: Store, limit: int = 10) -> list[TrendInfo]:
         out = []
         for tag, last_run in rows:
             count = (
-                await s.execute(
-                    select(func.count(ItemRow.id)).where(_has_tag(tag), ItemRow.duplicate_of.is_(None))
-                )
+                await s.execute(select(func.count(ItemRow.id)).where(_has_tag(tag), ItemRow.duplicate_of.is_(None)))
             ).scalar_one()
             out.append(TrendInfo(tag=tag, item_count=int(count), last_run=last_run))
     return out
@@ -316,9 +315,7 @@ async def record_listings(
                     await s.execute(update(ItemRow).where(ItemRow.id == item_id).values(tags=new))
         for offer in offers:
             existing = (
-                await s.execute(
-                    select(OfferRow).where(OfferRow.item_id == offer.item_id, OfferRow.shop == offer.shop)
-                )
+                await s.execute(select(OfferRow).where(OfferRow.item_id == offer.item_id, OfferRow.shop == offer.shop))
             ).scalar_one_or_none()
             if existing is None:
                 s.add(

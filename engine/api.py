@@ -6,6 +6,7 @@ only this file, ``engine.types`` and ``engine.errors``. :class:`AdminAPI` adds w
 operator's CLI and the demo need (ingest, reindex). ``engine.service.FashionService``
 implements both.
 """
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -54,7 +55,9 @@ class FashionAPI(Protocol):
         searches the whole picture; ``region`` searches a box the user drew."""
         ...
 
-    async def switch(self, user: UserRef | None, request_id: int, garment: int | None, k: int | None = None) -> Recommendation:
+    async def switch(
+        self, user: UserRef | None, request_id: int, garment: int | None, k: int | None = None
+    ) -> Recommendation:
         """The results of another garment of an earlier photo (``None``: the whole photo),
         from what the service kept of it (vectors and boxes, never the photo)."""
         ...

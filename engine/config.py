@@ -10,6 +10,7 @@ Bot tokens are read from their conventional names (``TELEGRAM_BOT_TOKEN``,
 ``DISCORD_BOT_TOKEN``) and kept as ``SecretStr`` so they never show up in a log
 or a repr.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,14 +30,17 @@ class EngineSettings(_FromEnvironment):
     """What the engine reads: where data lives, the model, the index, image caps, styles."""
 
     data_dir: Path = Field(default=Path("data"), description="Holds the SQLite file and the index.")
-    database_url: str | None = Field(default=None, description="Any SQLAlchemy async URL; SQLite in data_dir by default.")
+    database_url: str | None = Field(
+        default=None, description="Any SQLAlchemy async URL; SQLite in data_dir by default."
+    )
     backbone: BackboneName = "auto"
     weights: Path | None = Field(default=None, description="A ResNet-50 weights file (state dict).")
     allow_weight_download: bool = Field(
         default=True, description="Let torchvision fetch ResNet-50 weights when online (auto falls back when it can't)."
     )
     head: Path | None = Field(
-        default=None, description="A head file from `fashionbot train-head`; run `fashionbot reindex` after changing it."
+        default=None,
+        description="A head file from `fashionbot train-head`; run `fashionbot reindex` after changing it.",
     )
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = Field(
@@ -45,7 +49,9 @@ class EngineSettings(_FromEnvironment):
         "(docs/benchmarks.md); worth it for a long-running bot.",
     )
     batch_size: int | None = Field(
-        default=None, ge=1, le=512,
+        default=None,
+        ge=1,
+        le=512,
         description="Images per model batch; unset: measured at start-up (the fastest of 1, 2, 4 … 32 on this machine).",
     )
     micro_batch_wait_ms: float = Field(default=4.0, ge=0, description="How long a lone request waits for company.")
@@ -62,11 +68,17 @@ class EngineSettings(_FromEnvironment):
         default=True,
         description="Find the garments in a photo and search per garment; false: search the whole photo as it is.",
     )
-    style_weight: float = Field(default=0.15, ge=0.0, le=1.0, description="How far results lean towards a user's style; 0 = off.")
+    style_weight: float = Field(
+        default=0.15, ge=0.0, le=1.0, description="How far results lean towards a user's style; 0 = off."
+    )
     style_min_photos: int = 3
     style_distance_threshold: float = Field(
-        default=0.475, ge=0.0, le=2.0, description="Cosine distance at which photos stop being one style (tuned for Lite0)."
+        default=0.475,
+        ge=0.0,
+        le=2.0,
+        description="Cosine distance at which photos stop being one style (tuned for Lite0).",
     )
+
     @property
     def db_url(self) -> str:
         if self.database_url:
@@ -113,11 +125,15 @@ class ScraperSettings(_FromEnvironment):
     shops_file: Path | None = None
     scraper_contact_url: str = "https://github.com/fashionbot/fashionbot"
     scraper_allow_hosts: list[str] = Field(default_factory=list)
-    scraper_max_pages: int = Field(default=60, ge=1, description="HTML pages (search + product pages) one trend may fetch.")
+    scraper_max_pages: int = Field(
+        default=60, ge=1, description="HTML pages (search + product pages) one trend may fetch."
+    )
     scraper_max_products: int = Field(default=30, ge=1, description="A trend stops after this many products.")
     scraper_min_delay: float = Field(default=1.0, ge=0, description="Seconds between request starts to one shop host.")
     scraper_timeout: float = Field(default=20.0, gt=0, description="Seconds per request attempt, connect to last byte.")
-    trend_max_running: int = Field(default=2, ge=1, description="Trends running at once (besides one per tag and per user).")
+    trend_max_running: int = Field(
+        default=2, ge=1, description="Trends running at once (besides one per tag and per user)."
+    )
 
 
 class Settings(FrontendSettings, ScraperSettings, EngineSettings):

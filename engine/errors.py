@@ -3,6 +3,7 @@
 Part of the base layer: imports nothing of ours, so every room (vision, catalogue,
 db, scraper, front-ends) raises and catches one family.
 """
+
 from __future__ import annotations
 
 

@@ -7,6 +7,7 @@ database, and every catalogue write), the garment finder, the style profiles and
 trend runner. It answers with plain dataclasses (``engine.types``); the event loop
 only awaits.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -99,7 +100,9 @@ class FashionService:
 
     # ---- lifecycle ----------------------------------------------------------
     @classmethod
-    async def create(cls, settings: Settings | None = None, *, backbone: LoadedBackbone | None = None) -> FashionService:
+    async def create(
+        cls, settings: Settings | None = None, *, backbone: LoadedBackbone | None = None
+    ) -> FashionService:
         settings = settings or Settings()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = Store(settings.db_url)
@@ -185,7 +188,10 @@ class FashionService:
         """Remote pictures go through the scraper's guarded fetcher (robots.txt obeyed)."""
         status = self._track_ingest("feed", progress)
         return await pipeline.ingest_feed(
-            self.catalogue, self.encoder, path, fetch_config=pipeline.feed_fetch_config(self.settings),
+            self.catalogue,
+            self.encoder,
+            path,
+            fetch_config=pipeline.feed_fetch_config(self.settings),
             progress=status,
         )
 
@@ -239,7 +245,10 @@ class FashionService:
             garments = [q for q in queries if q.number > 0]
             whole_vector = next(q.vector for q in queries if q.number == 0)
             photo_id = await self.store.add_photo(
-                user_id, whole_vector, self.model_key, size=size,
+                user_id,
+                whole_vector,
+                self.model_key,
+                size=size,
                 whole=not garments and not no_garment,
                 garments=[_new_garment(q) for q in garments],
             )
@@ -331,8 +340,12 @@ class FashionService:
             await self.store.add_recommendations(user_id, photo.id, [(s.item.id, s.rank, s.score) for s in items])
         garments = [Garment(**{**vars(g), "items": items}) if g.number == garment else g for g in garments]
         return Recommendation(
-            backbone=self.backbone.name, items=items, request_id=photo.id, garments=garments,
-            garment=garment, photo_size=photo.size,
+            backbone=self.backbone.name,
+            items=items,
+            request_id=photo.id,
+            garments=garments,
+            garment=garment,
+            photo_size=photo.size,
         )
 
     async def search(
@@ -399,7 +412,9 @@ class FashionService:
                 vectors = np.vstack([photos, liked_vectors])
                 weights = np.concatenate([weights, np.full(len(liked), LIKE_WEIGHT, dtype=np.float32)])
             return styles.build_profile(
-                vectors, weights=weights, min_photos=self.settings.style_min_photos,
+                vectors,
+                weights=weights,
+                min_photos=self.settings.style_min_photos,
                 distance_threshold=self.settings.style_distance_threshold,
             )
 
@@ -456,7 +471,12 @@ class FashionService:
         for n, cluster in enumerate(shown):
             items = await self.search(cluster.centroid, self.settings.top_k if n == 0 else 5, exclude=disliked)
             neighbours = [
-                {"category": s.item.category, "color": s.item.color, "brand": s.item.brand, "tags": ",".join(s.item.tags)}
+                {
+                    "category": s.item.category,
+                    "color": s.item.color,
+                    "brand": s.item.brand,
+                    "tags": ",".join(s.item.tags),
+                }
                 for s in items
             ]
             clusters.append(
@@ -523,13 +543,19 @@ def _clusters_to_show(profile: styles.StyleProfile) -> list[styles.ClusterProfil
 
 def _new_garment(q: _Query) -> NewGarment:
     return NewGarment(
-        number=q.number, group=q.group, label=q.label, box=(q.box.x0, q.box.y0, q.box.x1, q.box.y1),
-        confidence=q.confidence, vector=q.vector,
+        number=q.number,
+        group=q.group,
+        label=q.label,
+        box=(q.box.x0, q.box.y0, q.box.x1, q.box.y1),
+        confidence=q.confidence,
+        vector=q.vector,
     )
 
 
 def _garment(q: _Query, items: list[ScoredItem]) -> Garment:
-    return Garment(number=q.number, group=q.group, label=q.label, box=q.box, confidence=round(q.confidence, 3), items=items)
+    return Garment(
+        number=q.number, group=q.group, label=q.label, box=q.box, confidence=round(q.confidence, 3), items=items
+    )
 
 
 def _stored_garment(g: NewGarment) -> Garment:

@@ -2,6 +2,7 @@
 
 Front-ends render these; they never see ORM rows, tensors or index labels.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -82,7 +83,8 @@ class Box:
     def pixels(self, width: int, height: int) -> tuple[int, int, int, int]:
         """(left, top, right, bottom) in pixels of a ``width`` × ``height`` picture."""
         return (
-            round(self.x0 * width), round(self.y0 * height),
+            round(self.x0 * width),
+            round(self.y0 * height),
             max(round(self.x0 * width) + 1, round(self.x1 * width)),
             max(round(self.y0 * height) + 1, round(self.y1 * height)),
         )

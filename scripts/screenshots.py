@@ -10,6 +10,7 @@ shoes on a wall) and scikit-image's astronaut photo, and keeps the first in whic
 finder sees at least two garments (else the last one tried, with a warning). Nothing is
 downloaded; the catalogue lives in a temporary directory that is deleted afterwards.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -99,14 +100,22 @@ async def main(args: argparse.Namespace) -> int:
                 await b.upload(chosen)
                 await b.wait_js("document.querySelector('.msg.bot.wide .panel')", 120)
                 await b.wait_js("document.querySelector('.stage-photo')?.naturalWidth > 0")
-                await b.wait_js("[...document.querySelectorAll('.card img')].every(i => i.complete && i.naturalWidth > 0)")
+                await b.wait_js(
+                    "[...document.querySelectorAll('.card img')].every(i => i.complete && i.naturalWidth > 0)"
+                )
                 if args.garment:
                     await b.click(f".gbox[data-key='g{args.garment}']")
-                    await b.wait_js(f"document.querySelector(\".gbox[data-key='g{args.garment}']\").classList.contains('current')")
-                    await b.wait_js("[...document.querySelectorAll('.card img')].every(i => i.complete && i.naturalWidth > 0)")
-                await b.js("document.activeElement && document.activeElement.blur();"
-                           # the sticky bars would sit across a shot taken beyond the viewport
-                           " for (const e of document.querySelectorAll('.composer, .topbar')) e.style.visibility = 'hidden';")
+                    await b.wait_js(
+                        f"document.querySelector(\".gbox[data-key='g{args.garment}']\").classList.contains('current')"
+                    )
+                    await b.wait_js(
+                        "[...document.querySelectorAll('.card img')].every(i => i.complete && i.naturalWidth > 0)"
+                    )
+                await b.js(
+                    "document.activeElement && document.activeElement.blur();"
+                    # the sticky bars would sit across a shot taken beyond the viewport
+                    " for (const e of document.querySelectorAll('.composer, .topbar')) e.style.visibility = 'hidden';"
+                )
                 OUT.mkdir(parents=True, exist_ok=True)
                 target = OUT / "web-chat-garments.png"
                 await shoot_element(b, ".msg.bot.wide", target, margin=16)
@@ -126,10 +135,19 @@ async def shoot_element(b: chromium.Browser, css: str, path: Path, margin: int =
         r = b.driver.execute_script(
             "const e = [...document.querySelectorAll(arguments[0])].pop(); e.scrollIntoView({block: 'start'});"
             " const r = e.getBoundingClientRect();"
-            " return [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height]", css)
-        clip = {"x": max(0, r[0] - margin), "y": max(0, r[1] - margin), "width": r[2] + 2 * margin,
-                "height": r[3] + 2 * margin, "scale": 1}
-        data = b.driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "clip": clip, "captureBeyondViewport": True})
+            " return [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height]",
+            css,
+        )
+        clip = {
+            "x": max(0, r[0] - margin),
+            "y": max(0, r[1] - margin),
+            "width": r[2] + 2 * margin,
+            "height": r[3] + 2 * margin,
+            "scale": 1,
+        }
+        data = b.driver.execute_cdp_cmd(
+            "Page.captureScreenshot", {"format": "png", "clip": clip, "captureBeyondViewport": True}
+        )
         return base64.b64decode(data["data"])
 
     path.write_bytes(await b.call(shoot))

@@ -11,6 +11,7 @@ its own in a throwaway cluster (tests/support/postgres.py): a copy of the shared
 (``CREATE DATABASE … TEMPLATE``, filled once from the SQLite catalogue) when the test uses
 ``catalogue_dir``, an empty one otherwise.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -11,6 +11,7 @@
 Rooms: ``client`` (commands, messages, replies), ``views`` (buttons), ``embeds`` (how an
 item looks, attachment checks), ``run`` (REST base, gateway, token, start-up errors).
 """
+
 from __future__ import annotations
 
 from bot.discord.client import HELP, FashionBot, FashionTree, build_client

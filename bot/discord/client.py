@@ -1,4 +1,5 @@
 """The Discord client: slash commands, DMs and mentions in, shared flows, replies out."""
+
 from __future__ import annotations
 
 import asyncio
@@ -36,8 +37,7 @@ log = logging.getLogger(__name__)
 
 # Discord-only texts (the shared ones live in bot/render.py).
 HELP = (
-    render.HELP
-    + "\n\nOn Discord: use /recommend with a photo, send me a photo in a direct message, "
+    render.HELP + "\n\nOn Discord: use /recommend with a photo, send me a photo in a direct message, "
     "or mention me in a channel with a photo attached."
 )
 RESULTS_HEADER = "The {n} most similar items I found:"
@@ -178,7 +178,9 @@ class FashionBot(discord.Client):
 
         async def find_similar(interaction: discord.Interaction, message: discord.Message) -> None:
             await self.deferred(
-                interaction, lambda: self.message_photo_reply(interaction.user, message), ephemeral=True,
+                interaction,
+                lambda: self.message_photo_reply(interaction.user, message),
+                ephemeral=True,
                 what="Find similar",
             )
 
@@ -271,7 +273,7 @@ class FashionBot(discord.Client):
         return [app_commands.Choice(name=tag, value=tag[:50]) for tag in unique]
 
     async def message_photo_reply(self, user: discord.abc.User, message: discord.Message) -> Reply:
-        """"Find similar" on a message: its first picture (an attachment that declares an
+        """ "Find similar" on a message: its first picture (an attachment that declares an
         image), through the same photo flow as /recommend."""
         attachment = next(
             (a for a in message.attachments if (a.content_type or "").lower().startswith("image/")), None

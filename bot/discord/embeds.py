@@ -1,4 +1,5 @@
 """How a Discord answer looks: embeds for the shown garment's items, attachment checks."""
+
 from __future__ import annotations
 
 import discord

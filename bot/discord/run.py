@@ -1,5 +1,6 @@
 """Connecting the Discord client: the REST base and gateway (Discord's, or another
 one for tests), the token, and start-up errors as one line."""
+
 from __future__ import annotations
 
 import logging

@@ -7,6 +7,7 @@ they keep working after a restart:
 * ``fb:forget:yes|no``: the answer to ``/forget`` (asked ephemerally, so only the
   asker can press it).
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,6 +31,7 @@ class _Host(Protocol):
     def deferred(self, *args: Any, **kwargs: Any) -> Any: ...
 
     def recommendation_reply(self, *args: Any, **kwargs: Any) -> Any: ...
+
 
 log = logging.getLogger(__name__)
 

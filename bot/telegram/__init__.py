@@ -11,6 +11,7 @@ callback data), ``text`` (Telegram's length rules), ``media`` (which photo versi
 fetch, album pictures and their file_ids), ``run`` (Application, polling / webhook,
 start-up errors, token redaction).
 """
+
 from __future__ import annotations
 
 from bot.telegram.handlers import (

@@ -1,5 +1,6 @@
 """What the Telegram bot does with each update: receive (PTB handlers), hand the work
 to the shared flows (:mod:`bot.flows`), render and send the answer."""
+
 from __future__ import annotations
 
 import asyncio
@@ -59,8 +60,7 @@ COMMANDS = [
 WELCOME = "Hi! 👋 I'm a fashion finder.\n\n" + render.HELP
 UNKNOWN_COMMAND = "I don't know the command /{name}. " + render.HINT
 NOT_AN_IMAGE = (
-    "That file isn't a picture I can use. Please send a photo (JPEG, PNG, WebP, GIF or BMP), "
-    "as a photo or as a file."
+    "That file isn't a picture I can use. Please send a photo (JPEG, PNG, WebP, GIF or BMP), as a photo or as a file."
 )
 TREND_STARTED = "Trend “{tag}”: searching shops…"
 FORGET_KEPT = "OK, I've kept everything."
@@ -85,6 +85,8 @@ def deep_link(bot_username: str, item_id: int) -> str:
 def item_caption(item: Item) -> str:
     where = " · ".join(x for x in (item.brand, item.shop) if x)
     return "\n".join(x for x in (item.title, item.price_text, where) if x)
+
+
 Context = ContextTypes.DEFAULT_TYPE
 
 
@@ -177,7 +179,9 @@ class TelegramFrontend:
             else None
         )
         await message.reply_photo(
-            picture, caption=fit(item_caption(item), CAPTION_MAX), reply_markup=markup,
+            picture,
+            caption=fit(item_caption(item), CAPTION_MAX),
+            reply_markup=markup,
             reply_parameters=_reply_to(message.message_id),
         )
 
@@ -361,7 +365,7 @@ class TelegramFrontend:
         return bytes(await file.download_as_bytearray())
 
     async def _keep_chat_action(self, context: Context, chat_id: int, done: asyncio.Event) -> None:
-        """"Sending photo…" from the start until ``done``: Telegram clears a chat action
+        """ "Sending photo…" from the start until ``done``: Telegram clears a chat action
         after 5 s (or when the bot sends a message), so it is renewed every
         CHAT_ACTION_EVERY seconds while a slow answer is being prepared. A request in
         flight is never cancelled, so the answer can't overtake it."""
@@ -406,7 +410,9 @@ class TelegramFrontend:
             await context.bot.send_message(chat_id, fit(intro, TEXT_MAX), reply_parameters=_reply_to(reply_to))
         if not items:
             await context.bot.send_message(
-                chat_id, render.NO_RESULTS, reply_parameters=_reply_to(reply_to),
+                chat_id,
+                render.NO_RESULTS,
+                reply_parameters=_reply_to(reply_to),
                 reply_markup=results_keyboard([], rec) if rec.garments else None,
             )
             return
@@ -448,8 +454,9 @@ class TelegramFrontend:
         try:
             await self.service.feedback(self.user(update), item_id, value)
         except Exception as err:
-            await query.answer(fit(error_text(err, what="feedback", user=self.user(update)), CALLBACK_ANSWER_MAX),
-                               show_alert=True)
+            await query.answer(
+                fit(error_text(err, what="feedback", user=self.user(update)), CALLBACK_ANSWER_MAX), show_alert=True
+            )
             return
         await query.answer(fit(render.FEEDBACK_THANKS[value], CALLBACK_ANSWER_MAX))
 
@@ -499,6 +506,7 @@ class TelegramFrontend:
             elif update.effective_chat is not None:
                 message = update.effective_message
                 await context.bot.send_message(
-                    update.effective_chat.id, render.INTERNAL_ERROR,
+                    update.effective_chat.id,
+                    render.INTERNAL_ERROR,
                     reply_parameters=_reply_to(message.message_id if message is not None else None),
                 )

@@ -4,6 +4,7 @@ What a button needs to be answered lives server-side; the data only names it:
 ``fb:+:<item id>`` (rate an item), ``g:<request id>:<garment number | w>`` (show another
 garment of a photo, ``w`` = the whole photo: ``service.switch`` checks it is the
 presser's), ``forget:yes:<user id>`` (bound to the user who asked)."""
+
 from __future__ import annotations
 
 import re
@@ -114,8 +115,10 @@ def whole_photo_keyboard(request_id: int) -> InlineKeyboardMarkup:
 
 def forget_keyboard(user_id: int) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
-        [[
-            InlineKeyboardButton("Yes, delete everything", callback_data=forget_data("yes", user_id)),
-            InlineKeyboardButton("Cancel", callback_data=forget_data("no", user_id)),
-        ]]
+        [
+            [
+                InlineKeyboardButton("Yes, delete everything", callback_data=forget_data("yes", user_id)),
+                InlineKeyboardButton("Cancel", callback_data=forget_data("no", user_id)),
+            ]
+        ]
     )

@@ -1,5 +1,6 @@
 """Pictures on Telegram: which version of a user's photo to download, and the
 catalogue pictures of an album (uploaded once, then sent by Telegram's file_id)."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,5 +1,6 @@
 """Building and running the Telegram bot: the PTB Application (long polling or a
 webhook), start-up errors as one line, and the token kept out of logs."""
+
 from __future__ import annotations
 
 import asyncio
@@ -106,7 +107,10 @@ async def run_telegram(
     token (`main_line_error` turns both into one line). Sets ``ready`` once serving.
     """
     app = build_application(
-        service, settings, base_url=base_url, base_file_url=base_file_url,
+        service,
+        settings,
+        base_url=base_url,
+        base_file_url=base_file_url,
         max_messages_per_second=max_messages_per_second,
     )
     async with app:  # initialize (getMe: checks the token) ... shutdown

@@ -1,4 +1,5 @@
 """Telegram's text limits, counted the way Telegram counts (UTF-16 code units)."""
+
 from __future__ import annotations
 
 TEXT_MAX = 4096

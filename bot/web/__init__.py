@@ -13,6 +13,7 @@ Rooms: ``security`` (headers, guards, identity, errors), ``serialise`` (JSON),
 ``pages`` (server-side HTML), ``upload`` (the streamed photo), ``routes`` (handlers),
 ``server`` (app, start, run), ``state`` (what they share).
 """
+
 from __future__ import annotations
 
 from bot.web.routes import TREND_UNAVAILABLE

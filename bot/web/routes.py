@@ -17,6 +17,7 @@ POST /api/forget            JSON ``{"confirm": true}``: deletes everything kept 
 GET  /api/about             which model and catalogue answer
 =========================  ==================================================================
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -71,7 +72,9 @@ def _refusal(r: Refusal) -> web.Response:
 
 async def index(request: web.Request) -> web.Response:
     return web.Response(
-        body=state_of(request).index_html, content_type="text/html", charset="utf-8",
+        body=state_of(request).index_html,
+        content_type="text/html",
+        charset="utf-8",
         headers={"Cache-Control": "no-cache"},
     )
 
@@ -227,8 +230,11 @@ async def trend(request: web.Request) -> web.StreamResponse:
         except TrendUnavailable:
             return json_error(501, TREND_UNAVAILABLE)
         resp = web.StreamResponse(
-            headers={"Content-Type": "application/x-ndjson; charset=utf-8", "Cache-Control": "no-store",
-                     "X-Accel-Buffering": "no"}
+            headers={
+                "Content-Type": "application/x-ndjson; charset=utf-8",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",
+            }
         )
         await resp.prepare(request)
 

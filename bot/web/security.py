@@ -2,6 +2,7 @@
 only (DNS rebinding), same-origin POSTs (CSRF), one anonymous identity per browser,
 the client's address (``X-Forwarded-For`` only behind a trusted proxy), and every
 failure as a friendly answer."""
+
 from __future__ import annotations
 
 import asyncio
@@ -54,6 +55,7 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
+
 
 def _origin_tuple(url: URL) -> tuple[str, str, int | None]:
     return (url.scheme.lower(), (url.host or "").lower(), url.port)
@@ -188,5 +190,3 @@ async def on_prepare(request: web.Request, response: web.StreamResponse) -> None
         response.headers.add("Set-Cookie", visitor_cookie(new_uid))
     if request.path.startswith("/api/"):
         response.headers.setdefault("Cache-Control", "no-store")
-
-

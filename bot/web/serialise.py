@@ -1,5 +1,6 @@
 """The web chat's JSON: items, recommendations with their garments and boxes, trend
 progress, styles."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -61,8 +62,7 @@ def item_json(s: ScoredItem, *, similarity: bool = True) -> dict[str, Any]:
         "item_page": f"/items/{it.id}",
         "image": f"/items/{it.id}/image",
         "offers": [
-            {"shop": o.shop, "price_text": _price_text(o.price, o.currency), "url": safe_url(o.url)}
-            for o in s.offers
+            {"shop": o.shop, "price_text": _price_text(o.price, o.currency), "url": safe_url(o.url)} for o in s.offers
         ],
     }
 

@@ -1,5 +1,6 @@
 """Building and serving the web chat (aiohttp): the application, its middlewares in
 order, and the server that binds 127.0.0.1 unless told otherwise."""
+
 from __future__ import annotations
 
 import asyncio
@@ -138,4 +139,3 @@ async def run_web(
     finally:
         await server.close()
     return server.url
-

@@ -1,4 +1,5 @@
 """What the web chat's parts share: the app and request keys, its state and names."""
+
 from __future__ import annotations
 
 import asyncio

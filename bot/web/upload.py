@@ -1,4 +1,5 @@
 """Reading a photo upload: streamed, capped while it is read, never buffered whole."""
+
 from __future__ import annotations
 
 import json
@@ -79,5 +80,3 @@ async def read_photo(request: web.Request, limit: int) -> tuple[bytes, dict[str,
     if not photo:
         raise web.HTTPBadRequest(text=NO_PHOTO)
     return photo, fields
-
-

@@ -4,6 +4,7 @@ uses (``sqlite+aiosqlite://…``, ``postgresql+asyncpg://…``), no second drive
 The URL, or an open connection, comes in from the caller: ``db.migrate`` hands over its
 connection (``config.attributes["connection"]``); the alembic CLI passes a URL with
 ``-x url=…`` or ``sqlalchemy.url``, else FASHIONBOT_DATABASE_URL is used."""
+
 from __future__ import annotations
 
 import asyncio

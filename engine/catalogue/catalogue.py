@@ -7,6 +7,7 @@ between the two leaves items the next start tops up, never an index entry withou
 its row. Other workers' commits are picked up by :meth:`Catalogue.follow` (by last
 item id), so several processes on one database answer from the same catalogue.
 """
+
 from __future__ import annotations
 
 import asyncio

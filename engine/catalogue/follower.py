@@ -10,6 +10,7 @@ net (a dropped listening connection, a missed notification). On SQLite it polls.
     ...
     await follower.stop()                    # before the store closes
 """
+
 from __future__ import annotations
 
 import asyncio

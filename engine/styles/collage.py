@@ -6,6 +6,7 @@ through :func:`engine.vision.images.open_image` (the one place that opens outsid
 images, with its byte and pixel caps); a thumbnail that can't be decoded becomes
 a grey placeholder tile instead of failing the whole collage.
 """
+
 from __future__ import annotations
 
 import functools
@@ -124,8 +125,12 @@ def render_collage(
     label_font, title_font = _fonts(thumb)
     width = layout.size[0]
     if title:
-        draw.text((layout.margin, layout.margin), _fit(title, title_font, width - 2 * layout.margin),
-                  font=title_font, fill=TITLE_COLOUR)
+        draw.text(
+            (layout.margin, layout.margin),
+            _fit(title, title_font, width - 2 * layout.margin),
+            font=title_font,
+            fill=TITLE_COLOUR,
+        )
     for r, (label, thumbs) in enumerate(rows):
         share = None if shares is None else shares[r]
         _draw_label(draw, layout, r, label, share, label_font)

@@ -32,6 +32,7 @@ Why average linkage on cosine distance (and not Ward):
   O(n^2) time on a condensed distance matrix we build with one BLAS matrix
   product, so 1,000 photos profile in tens of milliseconds.
 """
+
 from __future__ import annotations
 
 import math
@@ -429,7 +430,7 @@ def _majority(values: Iterable[str | None], n: int) -> str | None:
 
 
 def _join_parts(parts: Sequence[str]) -> str:
-    """"a & b"; "a, b & c"; with "and" when a part already holds "&"
+    """ "a & b"; "a, b & c"; with "and" when a part already holds "&"
     ("T-shirts & tops and dresses")."""
     if len(parts) == 1:
         return parts[0]

@@ -1,6 +1,7 @@
 """``fashionbot eval`` and ``fashionbot train-head``: measure retrieval quality, and
 train the fashion head that raises it. Both are CPU-heavy batch jobs, so they run
 in a worker thread with progress bars, never inside a bot process."""
+
 from __future__ import annotations
 
 import argparse
@@ -35,22 +36,33 @@ def _bar_factory():
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("eval", help="measure retrieval quality (precision@1/@10, mAP@10, robustness) on Fashion-MNIST")
-    ev.add_argument("--backbones", default="all",
-                    help=f"comma-separated, or 'all' ({', '.join(ALL_BACKBONES)}; ResNet-50 only where its weights are)")
-    ev.add_argument("--head", type=Path, default=None,
-                    help="also evaluate this head file (default: FASHIONBOT_HEAD, or data/head.pt when it exists)")
+    ev.add_argument(
+        "--backbones",
+        default="all",
+        help=f"comma-separated, or 'all' ({', '.join(ALL_BACKBONES)}; ResNet-50 only where its weights are)",
+    )
+    ev.add_argument(
+        "--head",
+        type=Path,
+        default=None,
+        help="also evaluate this head file (default: FASHIONBOT_HEAD, or data/head.pt when it exists)",
+    )
     ev.add_argument("--catalogue", type=int, default=10_000, help="catalogue size: the first N training images")
     ev.add_argument("--queries", type=int, default=2_000, help="class-balanced test-split queries (10000 = all)")
     ev.add_argument("--robustness", type=int, default=500, help="queries per robustness variant (0 = skip)")
     ev.add_argument("--out", type=Path, default=None, help="JSON report (default: <data dir>/eval.json)")
 
-    th = sub.add_parser("train-head", help="train the fashion head (fine-tuned last blocks + projection) on Fashion-MNIST")
+    th = sub.add_parser(
+        "train-head", help="train the fashion head (fine-tuned last blocks + projection) on Fashion-MNIST"
+    )
     th.add_argument("--out", type=Path, default=None, help="head file (default: <data dir>/head.pt)")
     th.add_argument("--dim", type=int, default=128, help="vector size, at most 256")
     th.add_argument("--epochs", type=int, default=6, help="passes over the training images (default: 6)")
     th.add_argument("--tail-blocks", type=int, default=1, help="backbone blocks to fine-tune (0 = projection only)")
     th.add_argument("--catalogue", type=int, default=10_000, help="held-out catalogue: the first N training images")
-    th.add_argument("--head-train", type=int, default=None, help="train on N of the remaining training images (default all)")
+    th.add_argument(
+        "--head-train", type=int, default=None, help="train on N of the remaining training images (default all)"
+    )
     th.add_argument("--queries", type=int, default=None, help="class-balanced test-split queries (default all 10000)")
     th.add_argument("--seed", type=int, default=0, help="random seed: the same seed trains the same head (default: 0)")
 
@@ -105,7 +117,7 @@ def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
     report = {
         "dataset": data.name,
         "protocol": f"{len(splits.queries)} test-split queries against the first {len(splits.catalogue)} training "
-                    "images; relevant = same category; exact cosine search",
+        "images; relevant = same category; exact cosine search",
         "results": results,
         "skipped": skipped,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -120,20 +132,44 @@ def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 def format_eval(report: dict) -> str:
     rows = [
-        (r["model"], r["dim"], r["input_size"], r["precision"], f"{r['metrics']['precision_at_1']:.3f}",
-         f"{r['metrics']['precision_at_10']:.3f}", f"{r['metrics']['map_at_10']:.3f}", f"{r['seconds']:.0f}")
+        (
+            r["model"],
+            r["dim"],
+            r["input_size"],
+            r["precision"],
+            f"{r['metrics']['precision_at_1']:.3f}",
+            f"{r['metrics']['precision_at_10']:.3f}",
+            f"{r['metrics']['map_at_10']:.3f}",
+            f"{r['seconds']:.0f}",
+        )
         for r in report["results"]
     ]
     text = [report["protocol"], "", _table(rows, ("model", "dim", "px", "precision", "P@1", "P@10", "mAP@10", "s"))]
     variants = [v for v in report["results"][0]["robustness"]] if report["results"][0]["robustness"] else []
     if variants:
-        text += ["", "Robustness: precision@10 with chat-photo-like queries",
-                 _table([(r["model"], *(f"{r['robustness'][v]['precision_at_10']:.3f}" for v in variants))
-                         for r in report["results"]], ("model", *variants))]
+        text += [
+            "",
+            "Robustness: precision@10 with chat-photo-like queries",
+            _table(
+                [
+                    (r["model"], *(f"{r['robustness'][v]['precision_at_10']:.3f}" for v in variants))
+                    for r in report["results"]
+                ],
+                ("model", *variants),
+            ),
+        ]
     cats = list(report["results"][0]["metrics"]["by_category"])
-    text += ["", "precision@10 by category",
-             _table([(c, *(f"{r['metrics']['by_category'][c]['precision_at_10']:.3f}" for r in report["results"]))
-                     for c in cats], ("category", *(r["model"] for r in report["results"])))]
+    text += [
+        "",
+        "precision@10 by category",
+        _table(
+            [
+                (c, *(f"{r['metrics']['by_category'][c]['precision_at_10']:.3f}" for r in report["results"]))
+                for c in cats
+            ],
+            ("category", *(r["model"] for r in report["results"])),
+        ),
+    ]
     return "\n".join(text)
 
 
@@ -152,16 +188,29 @@ def _run_train_head(args: argparse.Namespace, settings: Settings) -> int:
     if backbone.note:
         print(backbone.note, file=sys.stderr)
     data = fashion_mnist_data()
-    splits = fashion_mnist_splits(catalogue=args.catalogue, queries=args.queries, head_train=args.head_train,
-                                  test_labels=data.test_labels, seed=args.seed)
+    splits = fashion_mnist_splits(
+        catalogue=args.catalogue,
+        queries=args.queries,
+        head_train=args.head_train,
+        test_labels=data.test_labels,
+        seed=args.seed,
+    )
     out = args.out or settings.data_dir / "head.pt"
     stage, close = _bar_factory()
     try:
         report = train_head(
-            backbone, out, pictures_train=data.train_picture, labels_train=data.train_labels,
-            pictures_test=data.test_picture, labels_test=data.test_labels, splits=splits,
-            class_names=data.class_names, trained_on=f"{data.name} (training split minus the catalogue)",
-            cfg=cfg, progress=stage, precision=settings.precision,
+            backbone,
+            out,
+            pictures_train=data.train_picture,
+            labels_train=data.train_labels,
+            pictures_test=data.test_picture,
+            labels_test=data.test_labels,
+            splits=splits,
+            class_names=data.class_names,
+            trained_on=f"{data.name} (training split minus the catalogue)",
+            cfg=cfg,
+            progress=stage,
+            precision=settings.precision,
         )
     finally:
         close()
@@ -175,17 +224,27 @@ def _run_train_head(args: argparse.Namespace, settings: Settings) -> int:
 
 def format_train_report(r: dict) -> str:
     rows = [
-        (f"{r['backbone']} frozen", r["backbone_dim"], *(f"{r['frozen'][k]:.3f}" for k in ("precision_at_1", "precision_at_10", "map_at_10"))),
-        (f"{r['backbone']} + head", r["head_dim"], *(f"{r['head'][k]:.3f}" for k in ("precision_at_1", "precision_at_10", "map_at_10"))),
+        (
+            f"{r['backbone']} frozen",
+            r["backbone_dim"],
+            *(f"{r['frozen'][k]:.3f}" for k in ("precision_at_1", "precision_at_10", "map_at_10")),
+        ),
+        (
+            f"{r['backbone']} + head",
+            r["head_dim"],
+            *(f"{r['head'][k]:.3f}" for k in ("precision_at_1", "precision_at_10", "map_at_10")),
+        ),
     ]
     s = r["splits"]
-    return "\n".join([
-        f"Trained on {s['head_train']} images; judged with {s['queries']} test queries against a held-out "
-        f"catalogue of {s['catalogue']} (disjoint from training).",
-        _table(rows, ("vectors", "dim", "P@1", "P@10", "mAP@10")),
-        f"Vectors {r['smaller_by']}x smaller. Time: trunk {r['seconds']['trunk_maps']:.0f} s, "
-        f"training {r['seconds']['training']:.0f} s, total {r['seconds']['total']:.0f} s on {r['torch_threads']} threads.",
-    ])
+    return "\n".join(
+        [
+            f"Trained on {s['head_train']} images; judged with {s['queries']} test queries against a held-out "
+            f"catalogue of {s['catalogue']} (disjoint from training).",
+            _table(rows, ("vectors", "dim", "P@1", "P@10", "mAP@10")),
+            f"Vectors {r['smaller_by']}x smaller. Time: trunk {r['seconds']['trunk_maps']:.0f} s, "
+            f"training {r['seconds']['training']:.0f} s, total {r['seconds']['total']:.0f} s on {r['torch_threads']} threads.",
+        ]
+    )
 
 
 async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:

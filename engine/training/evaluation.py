@@ -9,6 +9,7 @@ Robustness variants turn a clean product shot into what a chat photo looks like
 (rotated, smaller in the frame, mirrored, tinted, on a busy background) and measure
 the same queries again.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -42,8 +43,13 @@ class Splits:
 
 
 def fashion_mnist_splits(
-    *, catalogue: int = 10_000, queries: int | None = None, head_train: int | None = None,
-    train_size: int = 60_000, test_labels: np.ndarray | None = None, seed: int = 0,
+    *,
+    catalogue: int = 10_000,
+    queries: int | None = None,
+    head_train: int | None = None,
+    train_size: int = 60_000,
+    test_labels: np.ndarray | None = None,
+    seed: int = 0,
 ) -> Splits:
     """Catalogue = the first ``catalogue`` training images; head training = the rest (or
     ``head_train`` of them); queries = the test split, or a class-balanced sample of it."""
@@ -105,9 +111,7 @@ def retrieval_metrics(
         }
 
     result = summarise(np.ones(len(query_labels), dtype=bool))
-    result["by_category"] = {
-        class_names[c]: summarise(query_labels == c) for c in np.unique(query_labels)
-    }
+    result["by_category"] = {class_names[c]: summarise(query_labels == c) for c in np.unique(query_labels)}
     return result
 
 
@@ -196,8 +200,15 @@ def fashion_mnist_data() -> EvalData:
     )
 
 
-def _embed(embedder, pictures: Callable[[int], Image.Image], indices: np.ndarray,
-           advance: Callable[[int], None], transform=None, seed: int = 0, chunk: int = 256) -> np.ndarray:
+def _embed(
+    embedder,
+    pictures: Callable[[int], Image.Image],
+    indices: np.ndarray,
+    advance: Callable[[int], None],
+    transform=None,
+    seed: int = 0,
+    chunk: int = 256,
+) -> np.ndarray:
     from engine.vision.embedder import prepare
 
     size = embedder.input_size
@@ -216,8 +227,13 @@ def _embed(embedder, pictures: Callable[[int], Image.Image], indices: np.ndarray
 
 
 def evaluate_model(
-    backbone, data: EvalData, splits: Splits, *, robustness_queries: int,
-    progress: Callable[[str, int], Callable[[int], None]], batch_size: int | None = None,
+    backbone,
+    data: EvalData,
+    splits: Splits,
+    *,
+    robustness_queries: int,
+    progress: Callable[[str, int], Callable[[int], None]],
+    batch_size: int | None = None,
 ) -> dict:
     """Quality of one model through the production embedder (folded batch norms,
     channels-last, the precision it would serve with)."""
@@ -229,7 +245,9 @@ def evaluate_model(
     embedder = Embedder(backbone, batch_size=batch_size, precision="auto", max_wait_ms=0)
     label = backbone.name + (" + head" if backbone.head else "")
     try:
-        cat = _embed(embedder, data.train_picture, splits.catalogue, progress(f"{label}: catalogue", len(splits.catalogue)))
+        cat = _embed(
+            embedder, data.train_picture, splits.catalogue, progress(f"{label}: catalogue", len(splits.catalogue))
+        )
         q = _embed(embedder, data.test_picture, splits.queries, progress(f"{label}: queries", len(splits.queries)))
         cat_labels, q_labels = data.train_labels[splits.catalogue], data.test_labels[splits.queries]
         metrics = retrieval_metrics(top_k(q, cat), q_labels, cat_labels, data.class_names)
@@ -239,8 +257,14 @@ def evaluate_model(
             clean = retrieval_metrics(top_k(q[robust_idx], cat), q_labels[robust_idx], cat_labels, data.class_names)
             robustness["clean"] = {k: v for k, v in clean.items() if k != "by_category"}
             for name, fn in ROBUSTNESS.items():
-                vec = _embed(embedder, data.test_picture, splits.queries[robust_idx],
-                             progress(f"{label}: {name}", len(robust_idx)), transform=fn, seed=2)
+                vec = _embed(
+                    embedder,
+                    data.test_picture,
+                    splits.queries[robust_idx],
+                    progress(f"{label}: {name}", len(robust_idx)),
+                    transform=fn,
+                    seed=2,
+                )
                 m = retrieval_metrics(top_k(vec, cat), q_labels[robust_idx], cat_labels, data.class_names)
                 robustness[name] = {k: v for k, v in m.items() if k != "by_category"}
         return {

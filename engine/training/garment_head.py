@@ -9,6 +9,7 @@ to that garment's box edges. Seeded end to end: the same seed gives the same fil
 
     python -m engine.training.garment_head --out engine/vision/garment_head.pt
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,9 +74,19 @@ def build_cache(n_scenes: int, seed: int, model: nn.Module, log=print) -> dict:
     return {k: {n: torch.stack(v) for n, v in b.items()} for k, b in buckets.items()}
 
 
-def train_garment_head(out_path: Path, seed: int = 0, n_scenes: int = 1800, *, epochs: int = 16,
-                       batch: int = 32, lr: float = 3e-3, box_weight: float = 0.2, threads: int = 1,
-                       thresholds: dict | None = None, log=print) -> dict:
+def train_garment_head(
+    out_path: Path,
+    seed: int = 0,
+    n_scenes: int = 1800,
+    *,
+    epochs: int = 16,
+    batch: int = 32,
+    lr: float = 3e-3,
+    box_weight: float = 0.2,
+    threads: int = 1,
+    thresholds: dict | None = None,
+    log=print,
+) -> dict:
     """Train the head and save it (fp16, fingerprinted) to ``out_path``; returns a report.
     ``thresholds`` (calibrated by the benchmark) are stored with the weights."""
     torch.set_num_threads(threads)
@@ -119,14 +130,26 @@ def train_garment_head(out_path: Path, seed: int = 0, n_scenes: int = 1800, *, e
             log(f"  epoch {epoch + 1}/{epochs}: loss {history[-1]}")
     head.eval()
     meta = {
-        "seed": seed, "n_scenes": n_scenes, "epochs": epochs, "sides": list(SIDES), "arch": {},
-        "trunk": "efficientnet-lite0 ImageNet (frozen)", "catalogue_holdout": CATALOGUE_HOLDOUT,
-        "loss_history": history, "thresholds": thresholds or {},
+        "seed": seed,
+        "n_scenes": n_scenes,
+        "epochs": epochs,
+        "sides": list(SIDES),
+        "arch": {},
+        "trunk": "efficientnet-lite0 ImageNet (frozen)",
+        "catalogue_holdout": CATALOGUE_HOLDOUT,
+        "loss_history": history,
+        "thresholds": thresholds or {},
     }
     fingerprint = save_head(head, Path(out_path), meta)
-    return {"out": str(out_path), "fingerprint": fingerprint, "seconds_cache": round(t_cache, 1),
-            "seconds_total": round(time.perf_counter() - t0, 1), "final_loss": history[-1],
-            "bytes": Path(out_path).stat().st_size, "params": sum(p.numel() for p in head.parameters())}
+    return {
+        "out": str(out_path),
+        "fingerprint": fingerprint,
+        "seconds_cache": round(t_cache, 1),
+        "seconds_total": round(time.perf_counter() - t0, 1),
+        "final_loss": history[-1],
+        "bytes": Path(out_path).stat().st_size,
+        "params": sum(p.numel() for p in head.parameters()),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ garment in a real-looking photo at 30–50 % of its height), :func:`outfit_set` 
 above, shoes or a bag below), :func:`no_garment_set`, :func:`product_shot_set` (the
 clean product shots, the control). Each sample carries its true boxes and labels.
 """
+
 from __future__ import annotations
 
 import functools
@@ -38,15 +39,38 @@ BELOW = (5, 7, 9, 8)  # shoes (sandal, sneaker, ankle boot) or a bag
 UPPER_BODY = (0, 2, 4, 6)
 
 # Photos that ship with packages. Training may paste onto (and learn "no garment" from) these:
-TRAIN_PHOTOS = ("sklearn:china.jpg", "sklearn:flower.jpg", "skimage:brick.png", "skimage:grass.png",
-                "skimage:gravel.png", "skimage:rocket.jpg", "skimage:hubble_deep_field.jpg", "skimage:coins.png",
-                "skimage:retina.jpg", "skimage:cell.png", "skimage:page.png", "skimage:chessboard_RGB.png",
-                "skimage:logo.png", "skimage:microaneurysms.png")
+TRAIN_PHOTOS = (
+    "sklearn:china.jpg",
+    "sklearn:flower.jpg",
+    "skimage:brick.png",
+    "skimage:grass.png",
+    "skimage:gravel.png",
+    "skimage:rocket.jpg",
+    "skimage:hubble_deep_field.jpg",
+    "skimage:coins.png",
+    "skimage:retina.jpg",
+    "skimage:cell.png",
+    "skimage:page.png",
+    "skimage:chessboard_RGB.png",
+    "skimage:logo.png",
+    "skimage:microaneurysms.png",
+)
 # Held out for evaluation (never seen in training): no people or clothes in them.
-EVAL_PHOTOS = ("skimage:chelsea.png", "skimage:coffee.png", "skimage:motorcycle_left.png",
-               "skimage:motorcycle_right.png", "skimage:horse.png", "skimage:color.png", "skimage:moon.png",
-               "skimage:ihc.png", "skimage:clock_motion.png", "skimage:phantom.png", "skimage:text.png",
-               "mpl:Minduka_Present_Blue_Pack.png", "mpl:logo2.png")
+EVAL_PHOTOS = (
+    "skimage:chelsea.png",
+    "skimage:coffee.png",
+    "skimage:motorcycle_left.png",
+    "skimage:motorcycle_right.png",
+    "skimage:horse.png",
+    "skimage:color.png",
+    "skimage:moon.png",
+    "skimage:ihc.png",
+    "skimage:clock_motion.png",
+    "skimage:phantom.png",
+    "skimage:text.png",
+    "mpl:Minduka_Present_Blue_Pack.png",
+    "mpl:logo2.png",
+)
 EVAL_SCENE_PHOTOS = EVAL_PHOTOS[:8]  # the photographic ones: backgrounds for the evaluation scenes
 # Photos with people in clothes: for looking at by eye and for tests, never for "no garment".
 PEOPLE_PHOTOS = ("mpl:grace_hopper.jpg", "skimage:astronaut.png", "skimage:camera.png")
@@ -63,8 +87,11 @@ def _package_dir(name: str) -> Path | None:
 def photo_path(ref: str) -> Path | None:
     """``sklearn:china.jpg`` / ``mpl:grace_hopper.jpg`` / ``skimage:coffee.png`` → a file, or None."""
     where, name = ref.split(":", 1)
-    sub = {"sklearn": ("sklearn", "datasets/images"), "mpl": ("matplotlib", "mpl-data/sample_data"),
-           "skimage": ("skimage", "data")}[where]
+    sub = {
+        "sklearn": ("sklearn", "datasets/images"),
+        "mpl": ("matplotlib", "mpl-data/sample_data"),
+        "skimage": ("skimage", "data"),
+    }[where]
     base = _package_dir(sub[0])
     if base is None:
         return None
@@ -123,7 +150,7 @@ def generated_background(rng: np.random.Generator, w: int, h: int, kind: str | N
     c1, c2 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
     if kind == "gradient":
         angle = rng.uniform(0, 2 * math.pi)
-        t = (xx * math.cos(angle) + yy * math.sin(angle))
+        t = xx * math.cos(angle) + yy * math.sin(angle)
         t = (t - t.min()) / max(1e-6, float(t.max() - t.min()))
         out = c1 * (1 - t[..., None]) + c2 * t[..., None]
     elif kind == "plasma":
@@ -195,8 +222,9 @@ def garment_rgba(pixels28: np.ndarray, rng: np.random.Generator, height: int, st
     return img.resize((max(4, round(height * aspect)), max(4, height)), Image.Resampling.BICUBIC)
 
 
-def _paste(canvas: Image.Image, garment: Image.Image, x: int, y: int, slot: int,
-           mask: np.ndarray | None) -> tuple[float, float, float, float] | None:
+def _paste(
+    canvas: Image.Image, garment: Image.Image, x: int, y: int, slot: int, mask: np.ndarray | None
+) -> tuple[float, float, float, float] | None:
     """Paste and return the true box (relative) of what stayed visible; None when off-canvas."""
     canvas.paste(garment, (x, y), garment.getchannel("A"))
     a = np.asarray(garment.getchannel("A")) > 127
@@ -230,9 +258,19 @@ def _background(rng: np.random.Generator, w: int, h: int, photos: tuple[str, ...
     return generated_background(rng, w, h)
 
 
-def compose(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, picks: list[int],
-            heights: list[float], layout: str, photos: tuple[str, ...], photo_share: float = 0.6,
-            with_mask: bool = False, kind: str = "scene", distractors: float = 0.0) -> Sample:
+def compose(
+    rng: np.random.Generator,
+    images: np.ndarray,
+    labels: np.ndarray,
+    picks: list[int],
+    heights: list[float],
+    layout: str,
+    photos: tuple[str, ...],
+    photo_share: float = 0.6,
+    with_mask: bool = False,
+    kind: str = "scene",
+    distractors: float = 0.0,
+) -> Sample:
     """Paste the Fashion-MNIST garments ``picks`` (their heights as shares of the picture's)
     onto one background; ``layout`` is ``free`` (anywhere) or ``outfit`` (the first above
     the second, roughly one figure)."""
@@ -296,15 +334,20 @@ def _paste_distractor(rng: np.random.Generator, canvas: Image.Image, photos: tup
     canvas.paste(piece, (int(rng.integers(0, max(1, w - dw))), int(rng.integers(0, max(1, h - dh)))), alpha)
 
 
-def product_shot(pixels28: np.ndarray, label: int, rng: np.random.Generator, index: int = -1,
-                 studio: bool | None = None) -> Sample:
+def product_shot(
+    pixels28: np.ndarray, label: int, rng: np.random.Generator, index: int = -1, studio: bool | None = None
+) -> Sample:
     """A product shot: the clean Fashion-MNIST picture as the catalogue has it (28 px, dark on
     white) or, for ``studio``, a tinted garment filling most of a plain light background."""
     if not studio:
         img = fm_picture(pixels28)
         box = _alpha_box(pixels28 > 30)
-        return Sample(image=img, garments=(TrueGarment(box, int(label), FM_GROUPS[int(label)], index),),
-                      kind="product", source="fashion-mnist")
+        return Sample(
+            image=img,
+            garments=(TrueGarment(box, int(label), FM_GROUPS[int(label)], index),),
+            kind="product",
+            source="fashion-mnist",
+        )
     side = int(rng.integers(240, 521))
     paper = np.clip(rng.uniform(215, 255) + rng.normal(0, 6, 3), 0, 255)
     canvas = Image.new("RGB", (side, side), tuple(int(v) for v in paper))
@@ -313,8 +356,12 @@ def product_shot(pixels28: np.ndarray, label: int, rng: np.random.Generator, ind
     x = (side - garment.width) // 2 + int(rng.integers(-side // 20, side // 20 + 1))
     y = (side - garment.height) // 2 + int(rng.integers(-side // 20, side // 20 + 1))
     box = _paste(canvas, garment, max(0, x), max(0, y), 0, None)
-    return Sample(image=canvas, garments=(TrueGarment(box, int(label), FM_GROUPS[int(label)], index),),
-                  kind="product", source="studio")
+    return Sample(
+        image=canvas,
+        garments=(TrueGarment(box, int(label), FM_GROUPS[int(label)], index),),
+        kind="product",
+        source="studio",
+    )
 
 
 def _alpha_box(on: np.ndarray) -> tuple[float, float, float, float]:
@@ -324,9 +371,11 @@ def _alpha_box(on: np.ndarray) -> tuple[float, float, float, float]:
 
 
 # ---- pictures without any garment ---------------------------------------------------------
-_WORDS = ("the quick brown fox jumps over a lazy dog meeting at noon please reply invoice total "
-          "delivery tomorrow thanks order number password reset your account was updated hello "
-          "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor").split()
+_WORDS = (
+    "the quick brown fox jumps over a lazy dog meeting at noon please reply invoice total "
+    "delivery tomorrow thanks order number password reset your account was updated hello "
+    "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor"
+).split()
 
 
 def _font(size: int, rng: np.random.Generator):
@@ -338,8 +387,11 @@ def _font(size: int, rng: np.random.Generator):
 
 def text_screenshot(rng: np.random.Generator) -> Image.Image:
     """A chat or document screenshot: lines of text (sometimes in bubbles) on a plain page."""
-    w, h = (int(rng.integers(300, 500)), int(rng.integers(500, 900))) if rng.random() < 0.6 else \
-        (int(rng.integers(600, 1000)), int(rng.integers(400, 700)))
+    w, h = (
+        (int(rng.integers(300, 500)), int(rng.integers(500, 900)))
+        if rng.random() < 0.6
+        else (int(rng.integers(600, 1000)), int(rng.integers(400, 700)))
+    )
     dark = rng.random() < 0.25
     page = (30, 32, 36) if dark else tuple(int(v) for v in rng.uniform(235, 255, 3))
     ink = (225, 225, 225) if dark else tuple(int(v) for v in rng.uniform(0, 70, 3))
@@ -383,8 +435,10 @@ def rendered_figure(rng: np.random.Generator, kind: str) -> Image.Image | None:
         with np.load(cbook.get_sample_data("topobathy.npz", asfileobj=False)) as dem:
             z = dem["topo"]
         y0, x0 = int(rng.integers(0, z.shape[0] // 2)), int(rng.integers(0, z.shape[1] // 2))
-        ax.imshow(z[y0:y0 + z.shape[0] // 2, x0:x0 + z.shape[1] // 2],
-                  cmap=str(rng.choice(["terrain", "gist_earth", "viridis", "ocean"])))
+        ax.imshow(
+            z[y0 : y0 + z.shape[0] // 2, x0 : x0 + z.shape[1] // 2],
+            cmap=str(rng.choice(["terrain", "gist_earth", "viridis", "ocean"])),
+        )
         ax.axis("off")
     fig.canvas.draw()
     img = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
@@ -428,8 +482,7 @@ def garment_scene_set(n: int = 300, seed: int = 1) -> list[Sample]:
     rng = np.random.default_rng(seed)
     photos, _ = eval_photos()
     picks = _balanced(y, n, rng)
-    return [compose(rng, x, y, [int(i)], [rng.uniform(0.3, 0.5)], "free", photos, photo_share=0.7)
-            for i in picks]
+    return [compose(rng, x, y, [int(i)], [rng.uniform(0.3, 0.5)], "free", photos, photo_share=0.7) for i in picks]
 
 
 def outfit_set(n: int = 200, seed: int = 2) -> list[Sample]:
@@ -442,13 +495,25 @@ def outfit_set(n: int = 200, seed: int = 2) -> list[Sample]:
     out = []
     for _ in range(n):
         t, b = int(rng.choice(tops)), int(rng.choice(below))
-        out.append(compose(rng, x, y, [t, b], [rng.uniform(0.32, 0.45), rng.uniform(0.22, 0.32)], "outfit",
-                           photos, photo_share=0.7, kind="outfit"))
+        out.append(
+            compose(
+                rng,
+                x,
+                y,
+                [t, b],
+                [rng.uniform(0.32, 0.45), rng.uniform(0.22, 0.32)],
+                "outfit",
+                photos,
+                photo_share=0.7,
+                kind="outfit",
+            )
+        )
     return out
 
 
-def no_garment_set(seed: int = 3, generated: int = 60, texts: int = 40, figures: int = 15,
-                   photo_crops: int = 2) -> list[Sample]:
+def no_garment_set(
+    seed: int = 3, generated: int = 60, texts: int = 40, figures: int = 15, photo_crops: int = 2
+) -> list[Sample]:
     """(3) Pictures without any garment: the held-out photos (whole, and random crops),
     generated textures, text screenshots, charts and maps."""
     rng = np.random.default_rng(seed)
@@ -478,8 +543,9 @@ def product_shot_set(n: int = 300, seed: int = 4, studio_share: float = 0.25) ->
     share of studio shots (tinted, on a plain light background)."""
     x, y = _fm("test")
     rng = np.random.default_rng(seed)
-    return [product_shot(x[i], y[i], rng, int(i), studio=bool(rng.random() < studio_share))
-            for i in _balanced(y, n, rng)]
+    return [
+        product_shot(x[i], y[i], rng, int(i), studio=bool(rng.random() < studio_share)) for i in _balanced(y, n, rng)
+    ]
 
 
 def _balanced(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -501,13 +567,48 @@ def training_scenes(n: int, seed: int = 0, exclude: np.ndarray | None = None) ->
     tops = pool[np.isin(y[pool], TOPS)]
     below = pool[np.isin(y[pool], BELOW)]
     makers: list[tuple[float, Callable[[], Sample]]] = [
-        (0.36, lambda: compose(rng, x, y, [int(rng.choice(pool))], [rng.uniform(0.25, 0.6)], "free", photos,
-                               with_mask=True, distractors=0.4)),
-        (0.25, lambda: compose(rng, x, y, [int(rng.choice(tops)), int(rng.choice(below))],
-                               [rng.uniform(0.3, 0.48), rng.uniform(0.2, 0.34)], "outfit", photos, with_mask=True,
-                               kind="outfit", distractors=0.3)),
-        (0.10, lambda: compose(rng, x, y, [int(rng.choice(pool)), int(rng.choice(pool))],
-                               [rng.uniform(0.25, 0.45), rng.uniform(0.25, 0.45)], "free", photos, with_mask=True)),
+        (
+            0.36,
+            lambda: compose(
+                rng,
+                x,
+                y,
+                [int(rng.choice(pool))],
+                [rng.uniform(0.25, 0.6)],
+                "free",
+                photos,
+                with_mask=True,
+                distractors=0.4,
+            ),
+        ),
+        (
+            0.25,
+            lambda: compose(
+                rng,
+                x,
+                y,
+                [int(rng.choice(tops)), int(rng.choice(below))],
+                [rng.uniform(0.3, 0.48), rng.uniform(0.2, 0.34)],
+                "outfit",
+                photos,
+                with_mask=True,
+                kind="outfit",
+                distractors=0.3,
+            ),
+        ),
+        (
+            0.10,
+            lambda: compose(
+                rng,
+                x,
+                y,
+                [int(rng.choice(pool)), int(rng.choice(pool))],
+                [rng.uniform(0.25, 0.45), rng.uniform(0.25, 0.45)],
+                "free",
+                photos,
+                with_mask=True,
+            ),
+        ),
         (0.22, lambda: _empty(rng, photos)),
         (0.10, lambda: _product_with_mask(rng, x, y, pool)),
     ]

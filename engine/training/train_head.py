@@ -10,6 +10,7 @@ re-running the trunk on the mirrored picture).
 Quality is judged here the way ``fashionbot eval`` judges it: test-split queries
 against a catalogue split the head never trained on (``engine.training.evaluation.Splits``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -75,8 +76,14 @@ class CosineClassifier(nn.Module):
 
 
 def extract_maps(
-    trunk: nn.Module, pictures: Callable[[int], object], count: int, size: int,
-    mean: tuple[float, ...], std: tuple[float, ...], batch: int = 64, advance: Callable[[int], None] | None = None,
+    trunk: nn.Module,
+    pictures: Callable[[int], object],
+    count: int,
+    size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    batch: int = 64,
+    advance: Callable[[int], None] | None = None,
     bf16_from: int | None = None,
 ) -> np.ndarray:
     """Run the frozen trunk over ``count`` pictures (``pictures(i)`` → PIL image); fp16 maps.
@@ -116,14 +123,20 @@ def embed_maps(tail: nn.Module, projection: nn.Module | None, maps: np.ndarray, 
     return np.concatenate(outs)
 
 
-def judge(vectors_q: np.ndarray, labels_q: np.ndarray, vectors_c: np.ndarray, labels_c: np.ndarray,
-          class_names: list[str]) -> dict:
+def judge(
+    vectors_q: np.ndarray, labels_q: np.ndarray, vectors_c: np.ndarray, labels_c: np.ndarray, class_names: list[str]
+) -> dict:
     return retrieval_metrics(top_k(vectors_q, vectors_c, K), labels_q, labels_c, class_names, K)
 
 
 def train_tail(
-    tail: nn.Module, projection: nn.Linear, maps: np.ndarray, labels: np.ndarray, classes: int,
-    cfg: TrainConfig, advance: Callable[[int], None] | None = None,
+    tail: nn.Module,
+    projection: nn.Linear,
+    maps: np.ndarray,
+    labels: np.ndarray,
+    classes: int,
+    cfg: TrainConfig,
+    advance: Callable[[int], None] | None = None,
 ) -> list[dict]:
     """Fine-tune ``tail`` and ``projection`` in place; returns per-epoch loss and accuracy.
     Batch norms keep their ImageNet statistics (eval mode): with a few thousand steps
@@ -182,10 +195,14 @@ def train_tail(
             seen += len(idx)
             if advance:
                 advance(len(idx))
-        history.append({
-            "epoch": epoch + 1, "loss": round(loss_sum / seen, 4), "train_accuracy": round(correct / seen, 4),
-            "seconds": round(time.monotonic() - started, 1),
-        })
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": round(loss_sum / seen, 4),
+                "train_accuracy": round(correct / seen, 4),
+                "seconds": round(time.monotonic() - started, 1),
+            }
+        )
         log.info("epoch %d: %s", epoch + 1, history[-1])
     for p in tail.parameters():
         p.requires_grad_(False)
@@ -220,8 +237,17 @@ def train_head(
         return progress(name, total) if progress else (lambda n: None)
 
     def maps_of(pictures, indices: np.ndarray, name: str) -> np.ndarray:
-        return extract_maps(trunk, lambda i: pictures(int(indices[i])), len(indices), size, backbone.mean,
-                            backbone.std, cfg.extract_batch, stage(name, len(indices)), bf16_from)
+        return extract_maps(
+            trunk,
+            lambda i: pictures(int(indices[i])),
+            len(indices),
+            size,
+            backbone.mean,
+            backbone.std,
+            cfg.extract_batch,
+            stage(name, len(indices)),
+            bf16_from,
+        )
 
     from engine.vision.embedder import Embedder
 
@@ -233,17 +259,23 @@ def train_head(
     cat_maps = maps_of(pictures_train, splits.catalogue, "trunk: catalogue images")
     query_maps = maps_of(pictures_test, splits.queries, "trunk: query images")
     extracted = time.monotonic()
-    lab_train, lab_cat, lab_q = labels_train[splits.head_train], labels_train[splits.catalogue], labels_test[splits.queries]
+    lab_train, lab_cat, lab_q = (
+        labels_train[splits.head_train],
+        labels_train[splits.catalogue],
+        labels_test[splits.queries],
+    )
 
     frozen = judge(embed_maps(tail, None, query_maps), lab_q, embed_maps(tail, None, cat_maps), lab_cat, class_names)
 
     torch.manual_seed(cfg.seed)
     projection = nn.Linear(_pooled_dim(tail, train_maps[:2]), cfg.dim)
-    history = train_tail(tail, projection, train_maps, lab_train, len(class_names), cfg,
-                         stage("training", len(train_maps) * cfg.epochs))
+    history = train_tail(
+        tail, projection, train_maps, lab_train, len(class_names), cfg, stage("training", len(train_maps) * cfg.epochs)
+    )
     trained = time.monotonic()
-    head = judge(embed_maps(tail, projection, query_maps), lab_q, embed_maps(tail, projection, cat_maps), lab_cat,
-                 class_names)
+    head = judge(
+        embed_maps(tail, projection, query_maps), lab_q, embed_maps(tail, projection, cat_maps), lab_cat, class_names
+    )
     report = {
         "backbone": backbone.name,
         "backbone_fingerprint": backbone.fingerprint,
@@ -251,19 +283,31 @@ def train_head(
         "head_dim": cfg.dim,
         "smaller_by": round(backbone.dim / cfg.dim, 1),
         "config": asdict(cfg),
-        "splits": {"head_train": len(splits.head_train), "catalogue": len(splits.catalogue),
-                   "queries": len(splits.queries), "disjoint": True},
+        "splits": {
+            "head_train": len(splits.head_train),
+            "catalogue": len(splits.catalogue),
+            "queries": len(splits.queries),
+            "disjoint": True,
+        },
         "frozen": frozen,
         "head": head,
         "history": history,
-        "seconds": {"trunk_maps": round(extracted - started, 1), "training": round(trained - extracted, 1),
-                    "total": round(time.monotonic() - started, 1)},
+        "seconds": {
+            "trunk_maps": round(extracted - started, 1),
+            "training": round(trained - extracted, 1),
+            "total": round(time.monotonic() - started, 1),
+        },
         "torch_threads": torch.get_num_threads(),
         "trunk_precision_plan": bf16_from,
     }
     report["fingerprint"] = save_head(
-        out, backbone=backbone, tail=tail, projection=projection, tail_blocks=cfg.tail_blocks,
-        trained_on=trained_on, metrics={"frozen": _headline(frozen), "head": _headline(head)},
+        out,
+        backbone=backbone,
+        tail=tail,
+        projection=projection,
+        tail_blocks=cfg.tail_blocks,
+        trained_on=trained_on,
+        metrics={"frozen": _headline(frozen), "head": _headline(head)},
     )
     return report
 

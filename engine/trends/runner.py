@@ -29,6 +29,7 @@ JPEG re-encode at another size and quality keeps cosine ~0.988; colour variants 
 Within one shop, two product pages with merely similar pictures are two products (the shop
 says so); the same picture twice at one shop is one product.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -89,7 +90,9 @@ USER_BUSY = "You already have a trend running (“{tag}”). Please wait until i
 TOO_MANY = "I'm already running as many trends as I can at once ({n}). Please try again in a few minutes."
 SHUTTING_DOWN = "I'm shutting down, so I can't search shops right now. Please try again in a moment."
 STOPPED = "The trend was stopped because I'm shutting down; the items found so far are kept. Run it again to finish it."
-FAILED = "Something went wrong on my side while searching shops; the items found so far are kept. Please try again later."
+FAILED = (
+    "Something went wrong on my side while searching shops; the items found so far are kept. Please try again later."
+)
 
 # Fashion-MNIST's classes (the demo catalogue's categories) and words that name them in product titles.
 _CATEGORY_WORDS: dict[str, tuple[str, ...]] = {
@@ -140,9 +143,7 @@ def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
-def same_picture(
-    sha_a: str, dhash_a: int, sha_b: str, dhash_b: int, cosine: float, *, same_shop: bool
-) -> bool:
+def same_picture(sha_a: str, dhash_a: int, sha_b: str, dhash_b: int, cosine: float, *, same_shop: bool) -> bool:
     """Whether two listings show the same product (see the module docstring)."""
     if sha_a == sha_b:
         return True
@@ -178,7 +179,9 @@ class _Run:
     version: int = 0
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def snapshot(self, *, done: bool = False, error: str | None = None, best: list[ScoredItem] | None = None) -> TrendProgress:
+    def snapshot(
+        self, *, done: bool = False, error: str | None = None, best: list[ScoredItem] | None = None
+    ) -> TrendProgress:
         return TrendProgress(
             tag=self.tag,
             shops_searched=self.shops_searched,
@@ -331,7 +334,9 @@ class TrendRunner:
         """The fetcher all trends share (one session, one robots.txt cache, one politeness
         gate per host), rebuilt when the scraper settings changed and no other trend uses it."""
         settings = self.settings
-        config = FetchConfig.from_settings(settings, min_delay=settings.scraper_min_delay, timeout=settings.scraper_timeout)
+        config = FetchConfig.from_settings(
+            settings, min_delay=settings.scraper_min_delay, timeout=settings.scraper_timeout
+        )
         async with self._fetcher_lock:
             if self._fetcher is not None and self._fetcher.config != config and len(self._runs) <= 1:
                 await self._fetcher.close()
@@ -431,8 +436,14 @@ class TrendRunner:
     async def _record(self, run: _Run, status: str | None = None) -> None:
         if run.trend_id is not None:
             await trend_store.record_trend(
-                self.store, run.trend_id, found=run.found, indexed=run.indexed, skipped=run.skipped, status=status,
-                shops_searched=run.shops_searched, shops_total=run.shops_total,
+                self.store,
+                run.trend_id,
+                found=run.found,
+                indexed=run.indexed,
+                skipped=run.skipped,
+                status=status,
+                shops_searched=run.shops_searched,
+                shops_total=run.shops_total,
             )
 
     # ---- one run per tag across workers (the lease) ----------------------------------------
@@ -481,9 +492,7 @@ class TrendRunner:
     # ---- one batch -----------------------------------------------------------------------
     async def _ingest(self, run: _Run, products: list[ScrapedProduct]) -> None:
         store = self.store
-        keys = [
-            ListingKey(shop_source(p.shop), p.info.external_id, p.shop, p.info.url) for p in products
-        ]
+        keys = [ListingKey(shop_source(p.shop), p.info.external_id, p.shop, p.info.url) for p in products]
         # Listings we already have need no picture work (a re-run only adds the tag).
         known = await trend_store.find_listings(store, keys)
         todo = [i for i in range(len(products)) if i not in known]
@@ -496,8 +505,7 @@ class TrendRunner:
             vectors = await self.encoder.embed(pixels)
             prints = await asyncio.to_thread(lambda: [fingerprint(p.jpeg or b"") for _, p in usable])
             fresh = [
-                _Fresh(i, products[i], keys[i], p, v, sha, dh)
-                for (i, p), v, (sha, dh) in zip(usable, vectors, prints)
+                _Fresh(i, products[i], keys[i], p, v, sha, dh) for (i, p), v, (sha, dh) in zip(usable, vectors, prints)
             ]
         async with self._lock:
             await self._commit(run, products, keys, fresh)
@@ -509,7 +517,9 @@ class TrendRunner:
             log.info("trend picture of %s refused: %s", product.info.url, err)
             return None
 
-    async def _commit(self, run: _Run, products: list[ScrapedProduct], keys: list[ListingKey], fresh: list[_Fresh]) -> None:
+    async def _commit(
+        self, run: _Run, products: list[ScrapedProduct], keys: list[ListingKey], fresh: list[_Fresh]
+    ) -> None:
         """Under the lock: match, insert what is new, then tags/offers/prices in one transaction."""
         store, tag = self.store, run.tag
         known = await trend_store.find_listings(store, keys)  # again: another trend may have added some meanwhile
@@ -635,7 +645,9 @@ def _best_match(f: _Fresh, candidates: list[_Candidate]) -> _Candidate | None:
     """The item this product duplicates: an identical picture first, then the closest
     near-identical picture at another shop; stored items before this batch's."""
     same = [
-        c for c in candidates if same_picture(f.sha, f.dhash, c.sha, c.dhash, c.cosine, same_shop=c.shop == f.product.shop)
+        c
+        for c in candidates
+        if same_picture(f.sha, f.dhash, c.sha, c.dhash, c.cosine, same_shop=c.shop == f.product.shop)
     ]
     if not same:
         return None

@@ -3,6 +3,7 @@
 Each backbone says where its weights came from and fingerprints them, so an
 index built with one set of weights is never queried with another.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -6,6 +6,7 @@ rates are kept in memory for the process and in a small JSON file in the data
 directory. The key names everything the rates depend on, the machine included: a
 data directory copied to another computer measures again.
 """
+
 from __future__ import annotations
 
 import json

@@ -6,6 +6,7 @@ The Lite variants drop squeeze-and-excitation and use ReLU6, and keep the stem
 state-dict names follow the widely used ``_conv_stem`` / ``_blocks.N`` layout of
 those weight files, so ``load_state_dict(strict=True)`` checks the architecture.
 """
+
 from __future__ import annotations
 
 import math

@@ -8,6 +8,7 @@ bf16 is used only where the CPU has native bf16 (AMX / AVX512-BF16), and only fr
 the stage on where its features agree with fp32 (engine/vision/precision.py): the first
 stages stay fp32 when bf16 there would move the answer.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -261,8 +262,13 @@ class Embedder:
             self.buckets = ()
             return
         self._compiled = compiled
-        log.info("compiled %s (%s) for batch sizes %s in %.0f s", self.backbone.name, self.precision,
-                 self.buckets, time.monotonic() - started)
+        log.info(
+            "compiled %s (%s) for batch sizes %s in %.0f s",
+            self.backbone.name,
+            self.precision,
+            self.buckets,
+            time.monotonic() - started,
+        )
 
     def _fp32_faster_alone(self) -> bool:
         """Keep what pays: eager bf16 is slower than fp32 for a single image on some models
@@ -290,8 +296,20 @@ class Embedder:
         the mixed ResNet-50, compiled, ran 80 images/s at batch 8 against 65 at 32 on 2
         cores (activations stop fitting in cache), and micro-batches of the faster size
         also start sooner. Measured once per model, plan and machine (engine/vision/batch_rates.py)."""
-        key = "|".join(map(str, (self.backbone.model_key, self.input_size, self.precision, self.small_batch_fp32,
-                                 "compiled" if self.buckets else "eager", f"cap {self.batch_size}", machine_key())))
+        key = "|".join(
+            map(
+                str,
+                (
+                    self.backbone.model_key,
+                    self.input_size,
+                    self.precision,
+                    self.small_batch_fp32,
+                    "compiled" if self.buckets else "eager",
+                    f"cap {self.batch_size}",
+                    machine_key(),
+                ),
+            )
+        )
         rates = self._remembered.get(key)
         if rates is None:
             rates = self._measure_batch_rates()
@@ -299,8 +317,11 @@ class Embedder:
         self.batch_rates = rates
         best = max(self.batch_rates.values())
         chosen = min(b for b, r in self.batch_rates.items() if r >= BATCH_TIE * best)
-        log.info("batch size %d chosen by measurement (images/s: %s)", chosen,
-                 ", ".join(f"{b}: {r:.0f}" for b, r in self.batch_rates.items()))
+        log.info(
+            "batch size %d chosen by measurement (images/s: %s)",
+            chosen,
+            ", ".join(f"{b}: {r:.0f}" for b, r in self.batch_rates.items()),
+        )
         return chosen
 
     def _measure_batch_rates(self, rounds: int = 3) -> dict[int, float]:
@@ -356,8 +377,13 @@ class Embedder:
             cos = float(np.min(np.sum(ref * got, axis=1)))
             tried.append(f"{describe(k, self._plans.stages)}: {cos:.5f}")
             if cos >= BF16_GATE:
-                log.info("bf16 agrees with fp32 (min cosine %.5f) from stage %d of %d; tried %s",
-                         cos, k, self._plans.stages, "; ".join(tried))
+                log.info(
+                    "bf16 agrees with fp32 (min cosine %.5f) from stage %d of %d; tried %s",
+                    cos,
+                    k,
+                    self._plans.stages,
+                    "; ".join(tried),
+                )
                 return k
         log.warning("bf16 disagrees with fp32 at every cut (%s): embedding in fp32.", "; ".join(tried))
         return None

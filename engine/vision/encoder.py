@@ -7,6 +7,7 @@ worker thread, which micro-batches requests that arrive together. The catalogue,
 the trends and the service all embed through here, so there is one place that
 says how a picture becomes a vector.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -21,6 +21,7 @@ Thread-safety: ``scan`` only reads the model (``torch.inference_mode``), so it m
 called from any one thread at a time; the service runs it on the embedder's worker
 thread, which also keeps torch from oversubscribing the cores.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -56,52 +57,183 @@ FM_WORDS = ("T-shirt", "trousers", "pullover", "dress", "coat", "sandal", "shirt
 # Lite0's ImageNet clothing classes (index: word, group), checked against the ImageNet
 # class list torchvision ships (ResNet50_Weights.IMAGENET1K_V2.meta["categories"]).
 CAM_CLASSES: dict[int, tuple[str, str]] = {
-    610: ("jersey", "top"), 841: ("sweatshirt", "top"), 474: ("cardigan", "top"), 697: ("pajama", "top"),
-    459: ("bra", "top"), 445: ("bikini", "top"), 638: ("swimsuit", "top"), 639: ("swimsuit", "top"),
-    834: ("suit", "outerwear"), 869: ("trench coat", "outerwear"), 568: ("fur coat", "outerwear"),
-    617: ("lab coat", "outerwear"), 652: ("uniform", "outerwear"), 735: ("poncho", "outerwear"),
-    501: ("cloak", "outerwear"), 465: ("vest", "outerwear"), 824: ("stole", "outerwear"),
-    400: ("academic gown", "outerwear"), 887: ("vestment", "outerwear"),
-    578: ("gown", "dress"), 614: ("kimono", "dress"), 399: ("abaya", "dress"), 601: ("hoopskirt", "dress"),
-    689: ("overskirt", "dress"), 775: ("sarong", "dress"), 411: ("apron", "dress"),
-    608: ("jeans", "bottoms"), 655: ("miniskirt", "bottoms"), 842: ("swimming trunks", "bottoms"),
-    774: ("sandal", "shoes"), 770: ("running shoe", "shoes"), 514: ("cowboy boot", "shoes"),
-    630: ("loafer", "shoes"), 502: ("clog", "shoes"), 806: ("sock", "shoes"),
-    748: ("purse", "bag"), 414: ("backpack", "bag"), 636: ("mailbag", "bag"), 893: ("wallet", "bag"),
-    457: ("bow tie", "other"), 906: ("tie", "other"), 451: ("bolo tie", "other"), 515: ("cowboy hat", "other"),
-    808: ("sombrero", "other"), 452: ("bonnet", "other"), 658: ("mitten", "other"),
+    610: ("jersey", "top"),
+    841: ("sweatshirt", "top"),
+    474: ("cardigan", "top"),
+    697: ("pajama", "top"),
+    459: ("bra", "top"),
+    445: ("bikini", "top"),
+    638: ("swimsuit", "top"),
+    639: ("swimsuit", "top"),
+    834: ("suit", "outerwear"),
+    869: ("trench coat", "outerwear"),
+    568: ("fur coat", "outerwear"),
+    617: ("lab coat", "outerwear"),
+    652: ("uniform", "outerwear"),
+    735: ("poncho", "outerwear"),
+    501: ("cloak", "outerwear"),
+    465: ("vest", "outerwear"),
+    824: ("stole", "outerwear"),
+    400: ("academic gown", "outerwear"),
+    887: ("vestment", "outerwear"),
+    578: ("gown", "dress"),
+    614: ("kimono", "dress"),
+    399: ("abaya", "dress"),
+    601: ("hoopskirt", "dress"),
+    689: ("overskirt", "dress"),
+    775: ("sarong", "dress"),
+    411: ("apron", "dress"),
+    608: ("jeans", "bottoms"),
+    655: ("miniskirt", "bottoms"),
+    842: ("swimming trunks", "bottoms"),
+    774: ("sandal", "shoes"),
+    770: ("running shoe", "shoes"),
+    514: ("cowboy boot", "shoes"),
+    630: ("loafer", "shoes"),
+    502: ("clog", "shoes"),
+    806: ("sock", "shoes"),
+    748: ("purse", "bag"),
+    414: ("backpack", "bag"),
+    636: ("mailbag", "bag"),
+    893: ("wallet", "bag"),
+    457: ("bow tie", "other"),
+    906: ("tie", "other"),
+    451: ("bolo tie", "other"),
+    515: ("cowboy hat", "other"),
+    808: ("sombrero", "other"),
+    452: ("bonnet", "other"),
+    658: ("mitten", "other"),
 }
 
 # Catalogue category words → group (Fashion-MNIST's ten, Merchant/Kaggle feed words).
 CATEGORY_GROUPS: dict[str, str] = {
     **{c.lower(): g for c, g in zip(FM_CLASSES, FM_GROUPS)},
     **{w.lower(): g for w, g in zip(FM_WORDS, FM_GROUPS)},
-    "t-shirt": "top", "tshirt": "top", "tee": "top", "top": "top", "tops": "top", "shirt": "top", "shirts": "top",
-    "blouse": "top", "polo": "top", "tank top": "top", "camisole": "top", "sweater": "top", "jumper": "top",
-    "pullover": "top", "sweatshirt": "top", "hoodie": "top", "cardigan": "top", "jersey": "top", "tunic": "top",
-    "knitwear": "top", "vest top": "top", "crop top": "top", "bodysuit": "top", "tshirts": "top",
-    "coat": "outerwear", "coats": "outerwear", "jacket": "outerwear", "jackets": "outerwear", "blazer": "outerwear",
-    "parka": "outerwear", "anorak": "outerwear", "trench coat": "outerwear", "raincoat": "outerwear",
-    "gilet": "outerwear", "waistcoat": "outerwear", "suit": "outerwear", "suits": "outerwear",
-    "outerwear": "outerwear", "poncho": "outerwear", "windbreaker": "outerwear", "puffer": "outerwear",
-    "dress": "dress", "dresses": "dress", "gown": "dress", "jumpsuit": "dress", "playsuit": "dress",
-    "romper": "dress", "kimono": "dress", "sundress": "dress", "saree": "dress", "sari": "dress",
-    "kurta": "dress", "kurtas": "dress", "abaya": "dress",
-    "trouser": "bottoms", "trousers": "bottoms", "pants": "bottoms", "jeans": "bottoms", "jean": "bottoms",
-    "chinos": "bottoms", "leggings": "bottoms", "shorts": "bottoms", "skirt": "bottoms", "skirts": "bottoms",
-    "joggers": "bottoms", "track pants": "bottoms", "capris": "bottoms", "bottoms": "bottoms",
-    "miniskirt": "bottoms", "culottes": "bottoms",
-    "shoe": "shoes", "shoes": "shoes", "sandal": "shoes", "sandals": "shoes", "sneaker": "shoes",
-    "sneakers": "shoes", "trainers": "shoes", "trainer": "shoes", "boot": "shoes", "boots": "shoes",
-    "ankle boot": "shoes", "ankle boots": "shoes", "heels": "shoes", "pumps": "shoes", "loafers": "shoes",
-    "loafer": "shoes", "flats": "shoes", "flip flops": "shoes", "slippers": "shoes", "casual shoes": "shoes",
-    "sports shoes": "shoes", "formal shoes": "shoes", "footwear": "shoes", "clogs": "shoes", "mules": "shoes",
-    "bag": "bag", "bags": "bag", "handbag": "bag", "handbags": "bag", "backpack": "bag", "backpacks": "bag",
-    "purse": "bag", "clutch": "bag", "tote": "bag", "tote bag": "bag", "satchel": "bag", "wallet": "bag",
-    "wallets": "bag", "shoulder bag": "bag", "crossbody": "bag", "duffel": "bag", "messenger bag": "bag",
-    "hat": "other", "cap": "other", "scarf": "other", "belt": "other", "tie": "other", "socks": "other",
-    "gloves": "other", "sunglasses": "other", "watch": "other", "watches": "other", "jewellery": "other",
-    "jewelry": "other", "accessories": "other",
+    "t-shirt": "top",
+    "tshirt": "top",
+    "tee": "top",
+    "top": "top",
+    "tops": "top",
+    "shirt": "top",
+    "shirts": "top",
+    "blouse": "top",
+    "polo": "top",
+    "tank top": "top",
+    "camisole": "top",
+    "sweater": "top",
+    "jumper": "top",
+    "pullover": "top",
+    "sweatshirt": "top",
+    "hoodie": "top",
+    "cardigan": "top",
+    "jersey": "top",
+    "tunic": "top",
+    "knitwear": "top",
+    "vest top": "top",
+    "crop top": "top",
+    "bodysuit": "top",
+    "tshirts": "top",
+    "coat": "outerwear",
+    "coats": "outerwear",
+    "jacket": "outerwear",
+    "jackets": "outerwear",
+    "blazer": "outerwear",
+    "parka": "outerwear",
+    "anorak": "outerwear",
+    "trench coat": "outerwear",
+    "raincoat": "outerwear",
+    "gilet": "outerwear",
+    "waistcoat": "outerwear",
+    "suit": "outerwear",
+    "suits": "outerwear",
+    "outerwear": "outerwear",
+    "poncho": "outerwear",
+    "windbreaker": "outerwear",
+    "puffer": "outerwear",
+    "dress": "dress",
+    "dresses": "dress",
+    "gown": "dress",
+    "jumpsuit": "dress",
+    "playsuit": "dress",
+    "romper": "dress",
+    "kimono": "dress",
+    "sundress": "dress",
+    "saree": "dress",
+    "sari": "dress",
+    "kurta": "dress",
+    "kurtas": "dress",
+    "abaya": "dress",
+    "trouser": "bottoms",
+    "trousers": "bottoms",
+    "pants": "bottoms",
+    "jeans": "bottoms",
+    "jean": "bottoms",
+    "chinos": "bottoms",
+    "leggings": "bottoms",
+    "shorts": "bottoms",
+    "skirt": "bottoms",
+    "skirts": "bottoms",
+    "joggers": "bottoms",
+    "track pants": "bottoms",
+    "capris": "bottoms",
+    "bottoms": "bottoms",
+    "miniskirt": "bottoms",
+    "culottes": "bottoms",
+    "shoe": "shoes",
+    "shoes": "shoes",
+    "sandal": "shoes",
+    "sandals": "shoes",
+    "sneaker": "shoes",
+    "sneakers": "shoes",
+    "trainers": "shoes",
+    "trainer": "shoes",
+    "boot": "shoes",
+    "boots": "shoes",
+    "ankle boot": "shoes",
+    "ankle boots": "shoes",
+    "heels": "shoes",
+    "pumps": "shoes",
+    "loafers": "shoes",
+    "loafer": "shoes",
+    "flats": "shoes",
+    "flip flops": "shoes",
+    "slippers": "shoes",
+    "casual shoes": "shoes",
+    "sports shoes": "shoes",
+    "formal shoes": "shoes",
+    "footwear": "shoes",
+    "clogs": "shoes",
+    "mules": "shoes",
+    "bag": "bag",
+    "bags": "bag",
+    "handbag": "bag",
+    "handbags": "bag",
+    "backpack": "bag",
+    "backpacks": "bag",
+    "purse": "bag",
+    "clutch": "bag",
+    "tote": "bag",
+    "tote bag": "bag",
+    "satchel": "bag",
+    "wallet": "bag",
+    "wallets": "bag",
+    "shoulder bag": "bag",
+    "crossbody": "bag",
+    "duffel": "bag",
+    "messenger bag": "bag",
+    "hat": "other",
+    "cap": "other",
+    "scarf": "other",
+    "belt": "other",
+    "tie": "other",
+    "socks": "other",
+    "gloves": "other",
+    "sunglasses": "other",
+    "watch": "other",
+    "watches": "other",
+    "jewellery": "other",
+    "jewelry": "other",
+    "accessories": "other",
 }
 
 
@@ -193,8 +325,9 @@ def crop(img: Image.Image, box: Box, margin: float = 0.08) -> Image.Image:
     return img.crop(_crop_rect(img.size, box, margin))
 
 
-def cutout(img: Image.Image, box: Box, heat: np.ndarray | None, margin: float = 0.08,
-           threshold: float = 0.35) -> Image.Image:
+def cutout(
+    img: Image.Image, box: Box, heat: np.ndarray | None, margin: float = 0.08, threshold: float = 0.35
+) -> Image.Image:
     """Like :func:`crop`, with the background whitened where the scan's garment map
     (``GarmentScan.heat``, stride 16, upsampled) says there is no garment: the crop then
     looks more like a catalogue shot on white. Falls back to the plain crop without a map."""
@@ -223,8 +356,9 @@ def find_attr(name: str, modules: tuple[str, ...]):
 
 
 def load_lite0() -> EfficientNetLite:
-    loader = find_attr("load_efficientnet_lite",
-                       ("engine.vision.backbones", "engine.vision.models", "engine.backbones"))
+    loader = find_attr(
+        "load_efficientnet_lite", ("engine.vision.backbones", "engine.vision.models", "engine.backbones")
+    )
     return loader("efficientnet-lite0").model
 
 
@@ -259,8 +393,10 @@ class GarmentHead(nn.Module):
         self.reduce16 = nn.Sequential(nn.Conv2d(c16, 32, 1), nn.ReLU(inplace=True))
         self.reduce32 = nn.Sequential(nn.Conv2d(c32, 48, 1), nn.ReLU(inplace=True))
         self.body = nn.Sequential(
-            nn.Conv2d(80, mid, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(mid, mid, 3, padding=2, dilation=2), nn.ReLU(inplace=True),
+            nn.Conv2d(80, mid, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid, mid, 3, padding=2, dilation=2),
+            nn.ReLU(inplace=True),
         )
         self.cls = nn.Conv2d(mid, 1 + classes, 1)
         self.box = nn.Conv2d(mid, 4, 1)
@@ -327,8 +463,9 @@ def product_check(img: Image.Image) -> ProductCheck:
     if min(h, w) >= 64:  # JPEG noise; a 28-px catalogue picture is left sharp
         a = ndimage.uniform_filter(a, size=(3, 3, 1), mode="nearest")
     r = 1 if min(h, w) < 64 else 2
-    ring = np.concatenate([a[:r].reshape(-1, 3), a[-r:].reshape(-1, 3), a[:, :r].reshape(-1, 3),
-                           a[:, -r:].reshape(-1, 3)])
+    ring = np.concatenate(
+        [a[:r].reshape(-1, 3), a[-r:].reshape(-1, 3), a[:, :r].reshape(-1, 3), a[:, -r:].reshape(-1, 3)]
+    )
     bg = np.median(ring, axis=0)
     dist = np.sqrt(((a - bg) ** 2).sum(axis=2))
     ring_d = np.sqrt(((ring - bg) ** 2).sum(axis=1))
@@ -371,9 +508,16 @@ class Thresholds:
 class GarmentFinder:
     """Finds garments in a photo. Loads Lite0 itself when not given one; loaded once."""
 
-    def __init__(self, model: nn.Module | None = None, head_path: Path | None = HEAD_PATH, *,
-                 side: int = SCAN_SIDE, thresholds: Thresholds | None = None, use_cam: bool = True,
-                 use_head: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        head_path: Path | None = HEAD_PATH,
+        *,
+        side: int = SCAN_SIDE,
+        thresholds: Thresholds | None = None,
+        use_cam: bool = True,
+        use_head: bool = True,
+    ) -> None:
         self.model = (model if model is not None else load_lite0()).eval()
         self.side = side
         self.head: GarmentHead | None = None
@@ -400,9 +544,15 @@ class GarmentFinder:
         (ResNet-50, another Lite, a fine-tuned head) load Lite0 for the finder (+~19 MB)."""
         from engine.vision.efficientnet_lite import EfficientNetLite
 
-        model = backbone.model if (
-            getattr(backbone, "name", "") == "efficientnet-lite0" and getattr(backbone, "head", None) is None
-            and isinstance(backbone.model, EfficientNetLite)) else None
+        model = (
+            backbone.model
+            if (
+                getattr(backbone, "name", "") == "efficientnet-lite0"
+                and getattr(backbone, "head", None) is None
+                and isinstance(backbone.model, EfficientNetLite)
+            )
+            else None
+        )
         return cls(model, head_path, **kw)
 
     @property

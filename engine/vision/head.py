@@ -10,6 +10,7 @@ The split into a frozen *trunk* and a trainable *tail* lives here too: training
 caches the trunk's feature maps once and then only runs the tail, which is what
 makes fine-tuning fit in minutes on two CPU cores.
 """
+
 from __future__ import annotations
 
 import copy
@@ -142,7 +143,9 @@ def save_head(
 
 def read_head(path: Path) -> dict:
     if not path.is_file():
-        raise BackboneUnavailable(f"FASHIONBOT_HEAD points at {path}, which is not a file (run `fashionbot train-head`).")
+        raise BackboneUnavailable(
+            f"FASHIONBOT_HEAD points at {path}, which is not a file (run `fashionbot train-head`)."
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - a torn or foreign file

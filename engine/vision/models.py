@@ -1,6 +1,7 @@
 """The model the settings ask for: a backbone, with the trained head on top when one
 is set. Kept apart from ``backbones`` so the head (which splits a backbone) and the
 backbone registry don't import each other."""
+
 from __future__ import annotations
 
 from engine.config import EngineSettings

@@ -12,6 +12,7 @@ Where the cut goes is measured, not assumed: at start-up the embedder tries cuts
 "all bf16" towards "all fp32" on calibration pictures and keeps the first one whose
 features agree with fp32 (minimum cosine >= the gate), or stays fp32.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,8 +33,11 @@ class GlobalPool(nn.Module):
 
 
 def _lite_stages(net: Any) -> list[nn.Module]:
-    return [nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6(inplace=True)), *net._blocks,
-            nn.Sequential(net._conv_head, net._bn1, nn.ReLU6(inplace=True))]
+    return [
+        nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6(inplace=True)),
+        *net._blocks,
+        nn.Sequential(net._conv_head, net._bn1, nn.ReLU6(inplace=True)),
+    ]
 
 
 def model_stages(model: nn.Module) -> tuple[list[nn.Module], list[nn.Module]] | None:
@@ -49,7 +53,8 @@ def model_stages(model: nn.Module) -> tuple[list[nn.Module], list[nn.Module]] | 
     if isinstance(model, _Pooled):
         n: Any = model.net
         return [nn.Sequential(n.conv1, n.bn1, n.relu, n.maxpool), *n.layer1, *n.layer2, *n.layer3, *n.layer4], [
-            GlobalPool()]
+            GlobalPool()
+        ]
     if isinstance(model, _LiteTrunk):  # head training caches the trunk's maps
         return [model.stem, *model.blocks], []
     if isinstance(model, HeadedModel):

@@ -1,5 +1,6 @@
 """`fashionbot run`: Telegram and Discord in one process, on one service, each talking
 to its fake platform on 127.0.0.1; a photo on each at the same moment, both answered."""
+
 from __future__ import annotations
 
 import asyncio

@@ -2,6 +2,7 @@
 
 Prices: tests/unit/test_prices.py; remote feed pictures: test_ingest_feed_fetch.py;
 the runner's overlap and failure handling: tests/unit/test_ingest_runner.py."""
+
 from __future__ import annotations
 
 import asyncio
@@ -53,7 +54,11 @@ async def test_merchant_csv_feed_reports_bad_rows_and_keeps_good_ones(tmp_path, 
     rec = await empty_service.recommend((tmp_path / "red.jpg").read_bytes(), whole_photo=True)
     top = rec.items[0].item
     assert (top.title, top.price, top.currency, top.category, top.url) == (
-        "Red dress", 49.9, "EUR", "Dresses", "https://shop.example/a1"
+        "Red dress",
+        49.9,
+        "EUR",
+        "Dresses",
+        "https://shop.example/a1",
     )
     # Running it again embeds nothing new.
     again = await catalogue.ingest_feed(empty_service.catalogue, empty_service.encoder, feed)
@@ -132,7 +137,12 @@ async def test_service_fashion_mnist_ingest_reports_total_first_and_status(empty
     assert sum(n for kind, n in bar.events if kind == "update") == 300
     status = empty_service.ingest_status()
     assert (status.kind, status.state, status.total, status.done, status.added, status.bad) == (
-        "fashion-mnist", "done", 300, 300, 300, 0
+        "fashion-mnist",
+        "done",
+        300,
+        300,
+        300,
+        0,
     )
     assert status.fraction == 1.0 and status.rate > 0
     again = await empty_service.ingest_fashion_mnist(limit=300)

@@ -1,4 +1,5 @@
 """The `fashionbot` command as a user runs it: a real process, real files."""
+
 from __future__ import annotations
 
 import json

@@ -1,6 +1,7 @@
 """docker/compose.yaml can't be run here (no Docker engine), so it is checked against the code:
 it parses, every FASHIONBOT_* variable it sets is a setting, every command is a real CLI
 command with real options, and the Dockerfile serves a deployment (not the demo)."""
+
 from __future__ import annotations
 
 import shlex

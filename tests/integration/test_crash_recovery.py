@@ -2,6 +2,7 @@
 restart and rerun: no duplicate items, no item without its embedding, the index agrees
 with the database, and the rerun completes. (`/trend` is killed the same way in
 test_trend_service.py::test_killed_trend_leaves_nothing_half_written.)"""
+
 from __future__ import annotations
 
 import csv
@@ -56,8 +57,12 @@ def kill_when(args: list[str], data_dir: Path, ready, env: dict[str, str] | None
 def check_consistent(data_dir: Path, expected_items: int, model_like: str) -> None:
     db = data_dir / "fashionbot.sqlite3"
     assert count(db, "SELECT count(*) FROM items") == expected_items
-    assert count(db, "SELECT count(*) FROM (SELECT source, external_id FROM items GROUP BY 1, 2 HAVING count(*) > 1)") == 0
-    assert count(db, f"SELECT count(*) FROM items WHERE embedding IS NULL OR embedding_model NOT LIKE '{model_like}'") == 0
+    assert (
+        count(db, "SELECT count(*) FROM (SELECT source, external_id FROM items GROUP BY 1, 2 HAVING count(*) > 1)") == 0
+    )
+    assert (
+        count(db, f"SELECT count(*) FROM items WHERE embedding IS NULL OR embedding_model NOT LIKE '{model_like}'") == 0
+    )
     about = run(["about"], data_dir)
     assert about.returncode == 0, about.stderr
     assert f"Catalogue: {expected_items} items; index: {expected_items} items" in about.stdout, about.stdout
@@ -77,7 +82,9 @@ def write_feed(tmp_path: Path, fmnist_test, n: int) -> Path:
             path = pictures / f"{i}.png"
             fashion_mnist_picture(images[i]).resize((224, 224)).save(path)
             category = FASHION_MNIST_CLASSES[int(labels[i])]
-            out.writerow([f"sku-{i}", f"{category} {i}", f"https://shop.example/p/{i}", str(path), "19.99 EUR", category])
+            out.writerow(
+                [f"sku-{i}", f"{category} {i}", f"https://shop.example/p/{i}", str(path), "19.99 EUR", category]
+            )
     return feed
 
 

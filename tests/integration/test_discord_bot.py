@@ -5,6 +5,7 @@ FashionService (real SQLite copy, real EfficientNet-Lite0 weights).
 Every test ends by checking that the fake saw nothing Discord would have refused
 (the `fake` fixture fails the test otherwise).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -394,10 +395,19 @@ def service_user(user: dict):
 
 def test_only_public_http_urls_become_links():
     assert public_http_url("https://shop.example.com/p/1") == "https://shop.example.com/p/1"
-    for bad in (None, "", "/p/1", "ftp://shop.example.com/x", "javascript:alert(1)", "http://localhost/x",
-                "http://127.0.0.1/x", "http://10.0.0.5/x", "http://[::1]/x", "http://intranet/x"):
+    for bad in (
+        None,
+        "",
+        "/p/1",
+        "ftp://shop.example.com/x",
+        "javascript:alert(1)",
+        "http://localhost/x",
+        "http://127.0.0.1/x",
+        "http://10.0.0.5/x",
+        "http://[::1]/x",
+        "http://intranet/x",
+    ):
         assert public_http_url(bad) is None, bad
-
 
 
 # ---- issue 18: what a polished Discord app does ----------------------------------------------------

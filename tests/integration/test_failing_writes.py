@@ -5,6 +5,7 @@ The data directory is a real tmpfs of a few megabytes (mounting needs root, whic
 and the developers' machines have), so SQLite and the index writer meet the kernel's
 real ENOSPC and EROFS, not a simulated error.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -1,6 +1,7 @@
 """The trained head (`fashionbot train-head`) and the evaluation (`fashionbot eval`),
 with the real Lite0 weights on real Fashion-MNIST images, kept small enough for CI:
 the full-size figures come from the commands themselves (docs/benchmarks.md)."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,20 @@ from engine.vision.head import HeadMismatch, read_head, with_head
 from tests.support.pictures import fmnist_jpeg
 from tests.support.settings import make_settings
 
-SMALL = ["--catalogue", "300", "--head-train", "600", "--queries", "200", "--epochs", "2", "--dim", "32",
-         "--tail-blocks", "1"]
+SMALL = [
+    "--catalogue",
+    "300",
+    "--head-train",
+    "600",
+    "--queries",
+    "200",
+    "--epochs",
+    "2",
+    "--dim",
+    "32",
+    "--tail-blocks",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +122,16 @@ def test_train_head_writes_a_fingerprinted_head_and_an_honest_report(small_head,
     for part in ("frozen", "head"):
         assert 0.3 < report[part]["precision_at_10"] <= 1.0, report[part]  # chance is 0.1
         assert set(report[part]["by_category"]) == {
-            "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
         }
     assert report["smaller_by"] == 40.0
     assert len(report["history"]) == 2 and report["history"][1]["loss"] < report["history"][0]["loss"]
@@ -208,8 +230,23 @@ def test_eval_measures_each_backbone_the_head_and_robustness(small_head, tmp_pat
     monkeypatch.setenv("FASHIONBOT_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("FASHIONBOT_ALLOW_WEIGHT_DOWNLOAD", "false")
     out = tmp_path / "eval.json"
-    code = main(["eval", "--backbones", "resnet50,efficientnet-lite0", "--head", str(head), "--catalogue", "300",
-                 "--queries", "100", "--robustness", "30", "--out", str(out)])
+    code = main(
+        [
+            "eval",
+            "--backbones",
+            "resnet50,efficientnet-lite0",
+            "--head",
+            str(head),
+            "--catalogue",
+            "300",
+            "--queries",
+            "100",
+            "--robustness",
+            "30",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     report = json.loads(out.read_text())
     assert [r["model"] for r in report["results"]] == ["efficientnet-lite0", "efficientnet-lite0 + head"]

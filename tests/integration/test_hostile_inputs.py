@@ -13,6 +13,7 @@ appended), transparency kinds (RGBA, LA, P with tRNS, 16-bit) and EXIF oddities 
 impossible orientation, a huge EXIF block). Each test prints its table (kind →
 answer) and records it in bench/results/hostile_inputs.json.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -115,12 +116,19 @@ def corpus(photo: bytes) -> list[Hostile]:
     ]
     huge = [
         # within the byte caps (they compress to almost nothing), past / within the pixel cap
-        Hostile("PNG 9000x5000 (past the pixel cap)", _solid("L", (9000, 5000), "PNG"), "wide.png", "image/png",
-                REFUSED),
-        Hostile("PNG 6000x6000 (within the pixel cap)", _solid("RGB", (6000, 6000), "PNG"), "big.png", "image/png",
-                SERVED),
-        Hostile("JPEG 7000x5000 progressive", _solid("RGB", (7000, 5000), "JPEG", progressive=True, quality=50),
-                "big.jpg", "image/jpeg", SERVED),
+        Hostile(
+            "PNG 9000x5000 (past the pixel cap)", _solid("L", (9000, 5000), "PNG"), "wide.png", "image/png", REFUSED
+        ),
+        Hostile(
+            "PNG 6000x6000 (within the pixel cap)", _solid("RGB", (6000, 6000), "PNG"), "big.png", "image/png", SERVED
+        ),
+        Hostile(
+            "JPEG 7000x5000 progressive",
+            _solid("RGB", (7000, 5000), "JPEG", progressive=True, quality=50),
+            "big.jpg",
+            "image/jpeg",
+            SERVED,
+        ),
     ]
     pdf = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
     svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><script>alert(1)</script></svg>'
@@ -144,11 +152,17 @@ def corpus(photo: bytes) -> list[Hostile]:
         Hostile("16-bit greyscale PNG", _png_16bit(photo), "deep.png", "image/png", SERVED),
     ]
     exif = [
-        Hostile("EXIF orientation 9 (impossible)", _jpeg_with_exif(photo, orientation=9), "odd.jpg", "image/jpeg",
-                SERVED),
+        Hostile(
+            "EXIF orientation 9 (impossible)", _jpeg_with_exif(photo, orientation=9), "odd.jpg", "image/jpeg", SERVED
+        ),
         Hostile("EXIF orientation 0", _jpeg_with_exif(photo, orientation=0), "zero.jpg", "image/jpeg", SERVED),
-        Hostile("huge EXIF (60 KB)", _jpeg_with_exif(photo, orientation=6, comment_bytes=60_000), "exif.jpg",
-                "image/jpeg", SERVED),
+        Hostile(
+            "huge EXIF (60 KB)",
+            _jpeg_with_exif(photo, orientation=6, comment_bytes=60_000),
+            "exif.jpg",
+            "image/jpeg",
+            SERVED,
+        ),
     ]
     return bad + huge + wrong + poly + alpha + exif
 
@@ -366,4 +380,3 @@ async def test_web_hostile_inputs(service, photo_of):
                 assert resp.status == 200
     finally:
         await runner.cleanup()
-

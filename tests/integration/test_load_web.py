@@ -15,6 +15,7 @@ proxy would forward them) run in a thread with a loop of their own, like browser
 other machines, so the loop measured is the server's. The figures go to
 bench/results/load.json ("web").
 """
+
 from __future__ import annotations
 
 import asyncio

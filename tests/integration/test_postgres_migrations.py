@@ -1,6 +1,7 @@
 """Migrations on both databases (``db_url``: sqlite / postgres): the schema they make is the
 models' (columns, indexes, constraint names), they are idempotent, they go down and up
 again, and PostgreSQL databases made before the naming convention are brought to it."""
+
 from __future__ import annotations
 
 from pathlib import Path

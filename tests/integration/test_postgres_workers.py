@@ -1,6 +1,7 @@
 """Several workers on one database, in one test process (``db_url``: sqlite / postgres): two
 FashionServices with their own data dirs and indexes over one database, B following the
 catalogue with a :class:`Follower`. The same with real processes: test_workers.py."""
+
 from __future__ import annotations
 
 import asyncio
@@ -36,8 +37,10 @@ async def workers(db_url, catalogue_dir, tmp_path, backbone):
         url = db_url or f"sqlite+aiosqlite:///{dirs[0] / 'fashionbot.sqlite3'}"
         services = []
         for d in dirs:
-            settings = fake_settings(d, list(fakes), database_url=url, **overrides) if fakes else make_settings(
-                d, database_url=url, **overrides
+            settings = (
+                fake_settings(d, list(fakes), database_url=url, **overrides)
+                if fakes
+                else make_settings(d, database_url=url, **overrides)
             )
             services.append(await FashionService.create(settings, backbone=backbone))
         opened.extend(services)

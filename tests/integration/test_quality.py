@@ -1,5 +1,6 @@
 """Retrieval quality with the offline backbone's real weights: Fashion-MNIST test
 images as queries against the shared catalogue of training images."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """FashionService end to end on a real SQLite file, real hnswlib and real Lite0 weights."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,7 +43,9 @@ async def test_k_larger_than_catalogue_and_empty_catalogue(tmp_path, backbone, p
             await svc.recommend(photo_of())
         from engine.catalogue import ingest as catalogue
 
-        await catalogue.ingest_rows(svc.catalogue, svc.encoder, catalogue.fashion_mnist_rows("train", 5, svc.encoder.embedder.input_size))
+        await catalogue.ingest_rows(
+            svc.catalogue, svc.encoder, catalogue.fashion_mnist_rows("train", 5, svc.encoder.embedder.input_size)
+        )
         rec = await svc.recommend(photo_of(), k=10)
         assert len(rec.items) == 5
     finally:
@@ -97,8 +100,16 @@ async def test_stale_index_is_topped_up(service, backbone, photo_of) -> None:
 
     vec = (await service.encoder.embed_bytes(photo_of("Bag"))).astype(np.float32)
     await service.store.add_items(
-        [NewItem(source="t", external_id="x1", title="Crash survivor", image=b"", embedding=vec.tobytes(),
-                 embedding_model=service.model_key)]
+        [
+            NewItem(
+                source="t",
+                external_id="x1",
+                title="Crash survivor",
+                image=b"",
+                embedding=vec.tobytes(),
+                embedding_model=service.model_key,
+            )
+        ]
     )
     svc = await _reopen(service, backbone)
     try:
@@ -115,7 +126,9 @@ async def test_index_of_another_backbone_is_refused_until_reindex(tmp_path, back
 
     settings = make_settings(tmp_path / "d")
     svc = await FashionService.create(settings, backbone=backbone)
-    await catalogue.ingest_rows(svc.catalogue, svc.encoder, catalogue.fashion_mnist_rows("train", 40, svc.encoder.embedder.input_size))
+    await catalogue.ingest_rows(
+        svc.catalogue, svc.encoder, catalogue.fashion_mnist_rows("train", 40, svc.encoder.embedder.input_size)
+    )
     await svc.close()
     # Same architecture, different weights: the fingerprint changes.
     other = dataclasses.replace(backbone, fingerprint="0123456789abcdef", note="")

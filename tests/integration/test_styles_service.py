@@ -1,5 +1,6 @@
 """Style profiles through the service: real photos (Fashion-MNIST test images), real
 embeddings, real database."""
+
 from __future__ import annotations
 
 import io
@@ -98,8 +99,12 @@ async def test_forget_leaves_nothing_of_the_user(service, photo_of) -> None:
     uid = await service.store.user_id("test", "leaver", create=False)
     await service.forget(user)
     async with service.store.session() as s:
-        for table, col in ((UserRow, UserRow.id), (PhotoRow, PhotoRow.user_id),
-                           (RecommendationRow, RecommendationRow.user_id), (FeedbackRow, FeedbackRow.user_id)):
+        for table, col in (
+            (UserRow, UserRow.id),
+            (PhotoRow, PhotoRow.user_id),
+            (RecommendationRow, RecommendationRow.user_id),
+            (FeedbackRow, FeedbackRow.user_id),
+        ):
             assert (await s.execute(select(func.count()).select_from(table).where(col == uid))).scalar_one() == 0
     after = await service.style(user)
     assert after.cold_start and after.photo_count == 0

@@ -4,6 +4,7 @@ real engine (a real SQLite catalogue of Fashion-MNIST items, real EfficientNet-L
 
 Every test ends by asserting the fake saw no request Telegram would have refused.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -101,7 +102,7 @@ async def test_photo_gets_album_of_ten_then_buttons(bot, api, service, photo_of,
     assert all(m["type"] == "photo" and m["media"].startswith("attach://") for m in media)
     assert len(album.files) == 10  # uploaded as files: Telegram can't fetch our pictures
     for n, m in enumerate(media, start=1):
-        uploaded = Image.open(io.BytesIO(album.files[m["media"][len("attach://"):]]))
+        uploaded = Image.open(io.BytesIO(album.files[m["media"][len("attach://") :]]))
         assert uploaded.format == "JPEG" and min(uploaded.size) >= 280  # 28 px items, upscaled
         match = CAPTION_RE.match(m["caption"])
         assert match, m["caption"]
@@ -259,7 +260,8 @@ async def test_error_logs_name_users_by_hash_only(bot, api, service, photo_of, c
     finally:
         service.recommend = real
     assert user_tag(UserRef("telegram", str(user))) in caplog.text and str(user) not in caplog.text.replace(
-        f"chat_id': {user}", "").replace(f"'id': {user}", "")
+        f"chat_id': {user}", ""
+    ).replace(f"'id': {user}", "")
 
 
 # ---- bad images -----------------------------------------------------------------------------------------------
@@ -278,14 +280,26 @@ async def test_each_bad_image_gets_a_clear_message(service, api, photo_of):
     cases = [
         # (what, document kwargs, expected text, downloaded?)
         ("empty file", dict(data=b"", file_name="empty.jpg"), "That file is empty", True),
-        ("text named .jpg", dict(data=b"just some notes, not a picture\n" * 20, file_name="notes.jpg"),
-         "doesn't look like an image", True),
+        (
+            "text named .jpg",
+            dict(data=b"just some notes, not a picture\n" * 20, file_name="notes.jpg"),
+            "doesn't look like an image",
+            True,
+        ),
         ("truncated JPEG", dict(data=dress[: len(dress) // 2], file_name="cut.jpg"), "damaged or incomplete", True),
-        ("30000x30000 PNG", dict(data=png_header_only(30000, 30000), file_name="bomb.png", mime_type="image/png"),
-         "too big", True),
+        (
+            "30000x30000 PNG",
+            dict(data=png_header_only(30000, 30000), file_name="bomb.png", mime_type="image/png"),
+            "too big",
+            True,
+        ),
         ("over the byte cap", dict(data=big, file_name="huge.jpg"), render.too_large(len(big), limit), False),
-        ("not an image at all", dict(data=b"%PDF-1.4 ...", file_name="a.pdf", mime_type="application/pdf"),
-         NOT_AN_IMAGE, False),
+        (
+            "not an image at all",
+            dict(data=b"%PDF-1.4 ...", file_name="a.pdf", mime_type="application/pdf"),
+            NOT_AN_IMAGE,
+            False,
+        ),
     ]
     async with RunningBot(service, bot_settings(service, api, max_image_bytes=limit)):
         for n, (what, doc, expected, downloaded) in enumerate(cases):
@@ -542,8 +556,15 @@ async def test_start_deep_link_opens_the_item(bot, api, service, photo_of):
     from bot.telegram.handlers import ITEM_LINK, deep_link
     from tests.support.browser import add_item
 
-    item_id = await add_item(service, "Linen summer dress", photo_of("Dress", 4), url="https://shop.example.com/d/1",
-                             price=49.5, shop="Example Shop", category="Dress")
+    item_id = await add_item(
+        service,
+        "Linen summer dress",
+        photo_of("Dress", 4),
+        url="https://shop.example.com/d/1",
+        price=49.5,
+        shop="Example Shop",
+        category="Dress",
+    )
     assert deep_link("@fashion_test_bot", item_id) == f"https://t.me/fashion_test_bot?start=item_{item_id}"
     user = 96
     api.push_update(api.make_text_update(user, f"/start item_{item_id}"))
@@ -569,14 +590,24 @@ async def test_in_groups_the_bot_speaks_only_when_addressed(bot, api, photo_of):
     group = api.group(4200)
     member = 97
     # a file that isn't a picture, chatter and a photo nobody addressed to the bot: silence
-    api.push_update(api.make_document_update(member, b"%PDF-1.4 ...", file_name="menu.pdf",
-                                             mime_type="application/pdf", chat=group))
+    api.push_update(
+        api.make_document_update(member, b"%PDF-1.4 ...", file_name="menu.pdf", mime_type="application/pdf", chat=group)
+    )
     api.push_update(api.make_text_update(member, "nice jacket!", chat=group))
     api.push_update(api.make_photo_update(member, photo_of("Coat"), chat=group))
     # the same file with the bot mentioned: it answers
-    text = await reply_to(api, group["id"], api.make_document_update(
-        member, b"%PDF-1.4 ...", file_name="menu.pdf", mime_type="application/pdf", chat=group,
-        caption="@fashion_test_bot what about this?"))
+    text = await reply_to(
+        api,
+        group["id"],
+        api.make_document_update(
+            member,
+            b"%PDF-1.4 ...",
+            file_name="menu.pdf",
+            mime_type="application/pdf",
+            chat=group,
+            caption="@fashion_test_bot what about this?",
+        ),
+    )
     assert text == NOT_AN_IMAGE
     assert len(api.calls_of("sendMessage", group["id"])) == 1 and not api.calls_of("sendMediaGroup", group["id"])
     assert not api.calls_of("sendChatAction", group["id"])
@@ -591,8 +622,7 @@ async def test_in_groups_the_bot_speaks_only_when_addressed(bot, api, photo_of):
     await api.wait_for("sendMediaGroup", lambda c: c.chat_id == group["id"], count=2)
 
 
-async def test_upload_photo_action_is_renewed_while_a_slow_answer_is_prepared(bot, api, service, photo_of,
-                                                                              monkeypatch):
+async def test_upload_photo_action_is_renewed_while_a_slow_answer_is_prepared(bot, api, service, photo_of, monkeypatch):
     from bot.telegram import handlers
 
     monkeypatch.setattr(handlers, "CHAT_ACTION_EVERY", 0.3)
@@ -616,7 +646,12 @@ async def test_upload_photo_action_is_renewed_while_a_slow_answer_is_prepared(bo
 
 async def test_webhook_startup_line(service, api, capfd):
     port = free_port()
-    async with RunningBot(service, bot_settings(service, api), webhook_url="https://bot.example.com/tg/hook2",
-                          listen="127.0.0.1", port=port):
+    async with RunningBot(
+        service,
+        bot_settings(service, api),
+        webhook_url="https://bot.example.com/tg/hook2",
+        listen="127.0.0.1",
+        port=port,
+    ):
         pass
     assert "Telegram: webhook at https://bot.example.com/tg/hook2" in capfd.readouterr().err

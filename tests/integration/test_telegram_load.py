@@ -7,6 +7,7 @@ API runs in its own thread, so the loop measured here is the bot's alone. Outgoi
 requests go through the real flood limiter (Telegram's 30 requests/s), which is what
 bounds the tail. The figures go to bench/results/load.json ("telegram").
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -56,8 +57,11 @@ async def test_two_hundred_users_at_once(service, api, photo_of):
             # Every answer ends with one message carrying buttons: the results' 👍/👎 after
             # the album, or (no clothing found) the refusal with "Search the whole photo".
             finals = await api.wait_for(
-                "sendMessage", lambda c: c.chat_id in pushed and c.params.get("reply_markup") is not None,
-                count=USERS, timeout=420, ok=None,
+                "sendMessage",
+                lambda c: c.chat_id in pushed and c.params.get("reply_markup") is not None,
+                count=USERS,
+                timeout=420,
+                ok=None,
             )
         await asyncio.sleep(0.5)  # nothing more should arrive
 

@@ -3,6 +3,7 @@ scraper, fake shops on 127.0.0.1 (tests/fakes/shop.py).
 
 Politeness delay (``scraper_min_delay``) is 0 for the fake shops: they are ours.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -120,7 +121,9 @@ async def test_two_shops_with_hostile_pages(open_service, loopback_spy: ConnectS
     assert await svc.store.count_items() == CATALOGUE_SIZE + 6
     items = await shop_items(svc, "dress")
     assert len(items) == 6
-    assert all(i.shop in ("Shop A", "Shop B") and i.tags == ("dress",) and i.category == "Dress" for i in items.values())
+    assert all(
+        i.shop in ("Shop A", "Shop B") and i.tags == ("dress",) and i.category == "Dress" for i in items.values()
+    )
 
     # what was refused left no trace; what was found is an item or an offer, once
     offers = await trend_store.offer_rows(svc.store)
@@ -255,7 +258,9 @@ async def test_refusals_and_failing_shops(open_service, tmp_path, loopback_spy: 
         assert none.done and none.error == NO_SHOPS and "FASHIONBOT_SHOPS_FILE" in none.error
 
         forbidden = tmp_path / "forbidden.toml"
-        forbidden.write_text('[[shops]]\nname = "Insta"\nsearch_url = "https://www.instagram.com/explore/tags/{query}/"\n')
+        forbidden.write_text(
+            '[[shops]]\nname = "Insta"\nsearch_url = "https://www.instagram.com/explore/tags/{query}/"\n'
+        )
         settings.shops_file = forbidden
         (refused,) = [p async for p in svc.trend("dress", ALICE)]
         assert refused.done and refused.error.startswith("The shop list can't be used") and "instagram" in refused.error

@@ -3,6 +3,7 @@
 Safety properties first (upload cap while reading, same-origin POSTs, escaping,
 pictures by id), then the JSON API's answers and failure modes.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -52,7 +53,6 @@ def photo_form(data: bytes, name: str = "photo.jpg") -> aiohttp.FormData:
     return form
 
 
-
 async def no_trend(tag: str, user: UserRef | None = None) -> AsyncIterator[TrendProgress]:
     """An engine that can't search shops (its trend raises NotImplementedError)."""
     raise NotImplementedError
@@ -87,8 +87,12 @@ async def test_upload_cap_is_enforced_while_reading(make_client):
         def chunk(data: bytes) -> bytes:
             return f"{len(data):x}\r\n".encode() + data + b"\r\n"
 
-        writer.write(chunk(b'--BOUNDARY\r\nContent-Disposition: form-data; name="photo"; filename="big.jpg"\r\n'
-                           b"Content-Type: image/jpeg\r\n\r\n\xff\xd8\xff"))
+        writer.write(
+            chunk(
+                b'--BOUNDARY\r\nContent-Disposition: form-data; name="photo"; filename="big.jpg"\r\n'
+                b"Content-Type: image/jpeg\r\n\r\n\xff\xd8\xff"
+            )
+        )
         for _ in range(13):  # 1.3 MB of photo, and then the body just stops (no last chunk)
             writer.write(chunk(b"\0" * 100_000))
         await asyncio.wait_for(writer.drain(), 10)
@@ -180,7 +184,9 @@ async def test_bad_image_gets_a_friendly_json_message(make_client):
     resp = await client.post("/api/recommend", data=photo_form(b"this is not a picture"), headers=origin(client))
     assert resp.status == 400
     assert resp.content_type == "application/json"
-    assert (await resp.json())["error"] == "That doesn't look like an image I can read. Please send a JPEG or PNG photo."
+    assert (await resp.json())[
+        "error"
+    ] == "That doesn't look like an image I can read. Please send a JPEG or PNG photo."
 
 
 async def test_upload_without_a_photo(make_client):
@@ -208,9 +214,7 @@ async def test_an_engine_crash_is_one_friendly_500(make_client, service, photo_o
 
 async def test_rate_limit(make_client):
     client = await make_client(rate_limit_per_minute=2)
-    answers = [
-        await client.post("/api/recommend", data=photo_form(b"x"), headers=origin(client)) for _ in range(3)
-    ]
+    answers = [await client.post("/api/recommend", data=photo_form(b"x"), headers=origin(client)) for _ in range(3)]
     assert [a.status for a in answers] == [400, 400, 429]
     assert (await answers[2].json())["error"].startswith("You're sending photos faster than I can look at them.")
 
@@ -241,8 +245,9 @@ async def test_item_page_escapes_catalogue_text(make_client, service, photo_of):
 
 
 async def test_item_page_for_a_shop_item_links_to_the_shop(make_client, service, photo_of):
-    item_id = await add_item(service, "Linen dress", photo_of("Dress"), url="https://shop.example.com/p/1?a=1&b=2",
-                             shop="Example")
+    item_id = await add_item(
+        service, "Linen dress", photo_of("Dress"), url="https://shop.example.com/p/1?a=1&b=2", shop="Example"
+    )
     client = await make_client()
     page = await (await client.get(f"/items/{item_id}")).text()
     assert 'href="https://shop.example.com/p/1?a=1&amp;b=2"' in page
@@ -341,8 +346,16 @@ async def test_unsafe_shop_links_fall_back_to_the_item_page(make_client, service
     assert card["link"] == f"/items/{bad}" and card["link_is_shop"] is False
     assert safe_url("https://shop.example.com/x") == "https://shop.example.com/x"
     assert safe_url("https://shop.example/x") is None  # one policy: reserved names are no shops
-    for url in ("javascript:alert(1)", "JaVaScRiPt:alert(1)", "data:text/html,x", "//evil.example", "/relative",
-                " https://x.example", "https:///nohost", "http://x.example/\nSet-Cookie"):
+    for url in (
+        "javascript:alert(1)",
+        "JaVaScRiPt:alert(1)",
+        "data:text/html,x",
+        "//evil.example",
+        "/relative",
+        " https://x.example",
+        "https:///nohost",
+        "http://x.example/\nSet-Cookie",
+    ):
         assert safe_url(url) is None, url
 
 
@@ -518,11 +531,15 @@ async def test_concurrent_uploads_are_capped(service, photo_of):
         reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
         boundary = "xyz"
         writer.write(
-            (f"POST /api/recommend HTTP/1.1\r\nHost: 127.0.0.1:{client.port}\r\nOrigin: http://127.0.0.1:{client.port}\r\n"
-             f"Content-Type: multipart/form-data; boundary={boundary}\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+            (
+                f"POST /api/recommend HTTP/1.1\r\nHost: 127.0.0.1:{client.port}\r\nOrigin: http://127.0.0.1:{client.port}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ).encode()
         )
-        part = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"a.jpg\"\r\n"
-                "Content-Type: image/jpeg\r\n\r\n").encode() + b"\xff\xd8\xff"
+        part = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="photo"; filename="a.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode() + b"\xff\xd8\xff"
         writer.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
         await writer.drain()
         await asyncio.sleep(0.3)  # the slow upload holds the only slot

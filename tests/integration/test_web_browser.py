@@ -4,6 +4,7 @@ served by the real aiohttp app over a real FashionService and SQLite database.
 What the garment finder sees is pinned for most scenarios (``tests/support/browser.py``:
 every photo a product shot, or fixed garments in an outfit), so that they test the page
 and not the finder's calibration; the no-clothing scenario runs the real finder."""
+
 from __future__ import annotations
 
 import asyncio
@@ -47,7 +48,9 @@ async def open_chat(service, browser, tmp_path):
 
     async def open_(svc=None, finder="product shots") -> str:
         """``finder``: "product shots" (every photo one), "real", or a finder object."""
-        service.finder = chromium.ProductShots() if finder == "product shots" else real_finder if finder == "real" else finder
+        service.finder = (
+            chromium.ProductShots() if finder == "product shots" else real_finder if finder == "real" else finder
+        )
         server = await start_web(svc or service, service.settings, port=0)
         servers.append(server)
         origin = server.url.rstrip("/")
@@ -61,8 +64,10 @@ async def open_chat(service, browser, tmp_path):
     # Any script error, CSP violation or failed load fails the test, except the API's own
     # 4xx answers that a test provoked on purpose (the page shows those as messages).
     errors = [
-        line for line in await browser.console()
-        if line.get("level") == "SEVERE" and not ("/api/" in line.get("message", "") and re.search(r"status of (4\d\d|501)", line.get("message", "")))
+        line
+        for line in await browser.console()
+        if line.get("level") == "SEVERE"
+        and not ("/api/" in line.get("message", "") and re.search(r"status of (4\d\d|501)", line.get("message", "")))
     ]
     for server in servers:
         await server.close()
@@ -88,24 +93,32 @@ async def upload_and_wait(browser, path: Path, expected: int = 10) -> None:
 
 async def chips(browser) -> list[tuple[str, bool]]:
     """The garment chips of the last answer: (text, pressed)."""
-    return [tuple(c) for c in await browser.js(
-        """const m = [...document.querySelectorAll('.msg.bot.wide')].pop();
-           return [...m.querySelectorAll('.gchip')].map(c => [c.textContent, c.getAttribute('aria-pressed') === 'true'])""")]
+    return [
+        tuple(c)
+        for c in await browser.js(
+            """const m = [...document.querySelectorAll('.msg.bot.wide')].pop();
+           return [...m.querySelectorAll('.gchip')].map(c => [c.textContent, c.getAttribute('aria-pressed') === 'true'])"""
+        )
+    ]
 
 
 async def card_ids(browser) -> list[int]:
     return await browser.js(
-        "return [...[...document.querySelectorAll('.msg.bot.wide')].pop().querySelectorAll('.card')].map(c => Number(c.dataset.itemId))")
+        "return [...[...document.querySelectorAll('.msg.bot.wide')].pop().querySelectorAll('.card')].map(c => Number(c.dataset.itemId))"
+    )
 
 
 async def showing(browser) -> str | None:
-    return await browser.js("const h = [...document.querySelectorAll('.msg.bot.wide .showing')].pop(); return h ? h.textContent : null")
+    return await browser.js(
+        "const h = [...document.querySelectorAll('.msg.bot.wide .showing')].pop(); return h ? h.textContent : null"
+    )
 
 
 async def last_results(browser) -> dict:
     """The last results message as the page keeps it (sessionStorage)."""
     return await browser.js(
-        "return JSON.parse(sessionStorage.getItem('fashionbot.chat.v1')).messages.filter(m => m.kind === 'results').pop()")
+        "return JSON.parse(sessionStorage.getItem('fashionbot.chat.v1')).messages.filter(m => m.kind === 'results').pop()"
+    )
 
 
 async def drawn_boxes(browser) -> list[dict]:
@@ -117,7 +130,8 @@ async def drawn_boxes(browser) -> list[dict]:
              return {key: b.dataset.key, label: b.getAttribute('aria-label'), current: b.classList.contains('current'),
                      x0: (q.left - r.left) / r.width, y0: (q.top - r.top) / r.height,
                      x1: (q.right - r.left) / r.width, y1: (q.bottom - r.top) / r.height, w: r.width, h: r.height};
-           })""")
+           })"""
+    )
 
 
 def fmnist_index(fmnist_test, category: str, nth: int = 0) -> np.ndarray:
@@ -130,7 +144,9 @@ def fmnist_index(fmnist_test, category: str, nth: int = 0) -> np.ndarray:
 @pytest.fixture
 def outfit(fmnist_test, tmp_path):
     """A pullover above sneakers in one photo, and a finder that sees exactly those two."""
-    jpeg, (top, shoes) = chromium.outfit_photo(fmnist_index(fmnist_test, "Pullover"), fmnist_index(fmnist_test, "Sneaker"))
+    jpeg, (top, shoes) = chromium.outfit_photo(
+        fmnist_index(fmnist_test, "Pullover"), fmnist_index(fmnist_test, "Sneaker")
+    )
     path = tmp_path / "outfit.jpg"
     path.write_bytes(jpeg)
     finder = chromium.FixedGarments([("top", "pullover", top, 0.91), ("shoes", "sneaker", shoes, 0.84)])
@@ -153,7 +169,6 @@ async def visitor(browser, service) -> tuple[str, int | None]:
 async def rows(service, model, user_id: int) -> int:
     async with service.store.session() as s:
         return (await s.execute(select(func.count(model.id)).where(model.user_id == user_id))).scalar_one()
-
 
 
 async def no_trend(tag: str, user: UserRef | None = None) -> AsyncIterator[TrendProgress]:
@@ -184,8 +199,9 @@ async def test_photo_gives_ten_cards_with_links(service, browser, open_chat, pho
     assert len(cards) == 10
     assert [c["rank"] for c in cards] == [str(n) for n in range(1, 11)]
     # A product shot: one numbered box over the garment, its chip, and "Whole photo".
-    assert await browser.js("return [...document.querySelectorAll('.gbox')].map(b => b.getAttribute('aria-label'))") == [
-        "Garment 1: item"]
+    assert await browser.js(
+        "return [...document.querySelectorAll('.gbox')].map(b => b.getAttribute('aria-label'))"
+    ) == ["Garment 1: item"]
     assert await chips(browser) == [("1 · item", True), ("Whole photo", False)]
     for c in cards:
         assert c["alt"] == c["title"] and c["title"]
@@ -198,9 +214,17 @@ async def test_photo_gives_ten_cards_with_links(service, browser, open_chat, pho
     _, user_id = await visitor(browser, service)
     assert user_id is not None
     async with service.store.session() as s:
-        stored = (await s.execute(
-            select(RecommendationRow.item_id).where(RecommendationRow.user_id == user_id).order_by(RecommendationRow.rank)
-        )).scalars().all()
+        stored = (
+            (
+                await s.execute(
+                    select(RecommendationRow.item_id)
+                    .where(RecommendationRow.user_id == user_id)
+                    .order_by(RecommendationRow.rank)
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert stored == [c["id"] for c in cards]
     assert "Sneaker" in cards[0]["title"]
 
@@ -218,7 +242,9 @@ async def test_photo_gives_ten_cards_with_links(service, browser, open_chat, pho
     await browser.viewport(390, 844, mobile=True)
     await browser.js("document.querySelector('.msg.bot.wide').scrollIntoView({block: 'start'})")
     await asyncio.sleep(0.3)
-    assert await browser.js("return document.documentElement.scrollWidth <= window.innerWidth"), "sideways scroll on a phone"
+    assert await browser.js("return document.documentElement.scrollWidth <= window.innerWidth"), (
+        "sideways scroll on a phone"
+    )
     columns = await browser.js(
         "return getComputedStyle(document.querySelector('.cards')).gridTemplateColumns.split(' ').length"
     )
@@ -241,7 +267,9 @@ async def test_like_and_dislike_are_stored(service, browser, open_chat, photo_fi
     item_id = await browser.js("return Number(document.querySelector('.card').dataset.itemId)")
     await browser.click(".card .rate.like")
     await browser.wait_js("document.querySelector('.card .rate.like').getAttribute('aria-pressed') === 'true'")
-    await browser.wait_js("document.getElementById('toast').textContent === arguments[0]", 10, render.FEEDBACK_THANKS[1])
+    await browser.wait_js(
+        "document.getElementById('toast').textContent === arguments[0]", 10, render.FEEDBACK_THANKS[1]
+    )
     _, user_id = await visitor(browser, service)
     assert await service.store.feedback(user_id) == {item_id: 1}
 
@@ -252,8 +280,12 @@ async def test_like_and_dislike_are_stored(service, browser, open_chat, photo_fi
 
     # The rating survives a reload (chat history in sessionStorage).
     await browser.js("location.reload()")
-    await browser.wait_js("document.body.classList.contains('ready') && document.querySelectorAll('.card').length == 10")
-    assert await browser.js("return document.querySelector('.card .rate.dislike').getAttribute('aria-pressed')") == "true"
+    await browser.wait_js(
+        "document.body.classList.contains('ready') && document.querySelectorAll('.card').length == 10"
+    )
+    assert (
+        await browser.js("return document.querySelector('.card .rate.dislike').getAttribute('aria-pressed')") == "true"
+    )
 
 
 async def test_keyboard_alone(service, browser, open_chat, photo_file):
@@ -261,7 +293,9 @@ async def test_keyboard_alone(service, browser, open_chat, photo_file):
     await open_chat()
     await upload_and_wait(browser, photo_file("Bag"))
     await browser.js("location.reload()")  # start from the top of the page, nothing focused
-    await browser.wait_js("document.body.classList.contains('ready') && document.querySelectorAll('.card').length == 10")
+    await browser.wait_js(
+        "document.body.classList.contains('ready') && document.querySelectorAll('.card').length == 10"
+    )
     await browser.keys(chromium.TAB)  # Tab
     assert await browser.js("return document.activeElement.className") == "skip-link"
     for _ in range(20):
@@ -294,8 +328,9 @@ async def test_style_cold_start(service, browser, open_chat, photo_file):
     await upload_and_wait(browser, photo_file("Dress"))
     await browser.click("#btn-style")
     await browser.wait_js("document.querySelectorAll('.msg.bot.wide').length == 3")
-    assert (await browser.js("return [...document.querySelectorAll('.msg.bot.wide .panel-head p')].pop().textContent")
-            ).startswith("I need 2 more photos to work out your style (I have 1).")
+    assert (
+        await browser.js("return [...document.querySelectorAll('.msg.bot.wide .panel-head p')].pop().textContent")
+    ).startswith("I need 2 more photos to work out your style (I have 1).")
 
 
 async def test_style_with_a_collage(service, browser, open_chat, photo_of):
@@ -304,7 +339,9 @@ async def test_style_with_a_collage(service, browser, open_chat, photo_of):
     async def style(user: UserRef):
         base = await service.style(user)
         picks = await service.popular(4)
-        cluster = StyleCluster(name="dark coats", share=0.75, size=3, items=[dataclasses.replace(p, score=0.9) for p in picks])
+        cluster = StyleCluster(
+            name="dark coats", share=0.75, size=3, items=[dataclasses.replace(p, score=0.9) for p in picks]
+        )
         return dataclasses.replace(base, needed=0, clusters=[cluster], collage_jpeg=collage)
 
     await open_chat(Proxy(service, style=style))
@@ -336,7 +373,9 @@ async def test_forget_with_confirmation(service, browser, open_chat, photo_file)
     await browser.click("#btn-forget")
     await browser.wait_js("document.getElementById('forget-dialog').open")
     await browser.keys(chromium.TAB, chromium.ENTER)  # Tab to "Delete everything", Enter
-    await browser.wait_js("[...document.querySelectorAll('.msg.bot .text')].some(t => t.textContent.startsWith('Done:'))")
+    await browser.wait_js(
+        "[...document.querySelectorAll('.msg.bot .text')].some(t => t.textContent.startsWith('Done:'))"
+    )
     done = await browser.js("return [...document.querySelectorAll('.msg.bot .text')].pop().textContent")
     assert done == render.forgotten({"photos": 1, "feedback": 1, "recommendations": 10})
     assert await service.store.user_id("web", uid, create=False) is None
@@ -358,8 +397,11 @@ async def test_hostile_title_stays_text(service, browser, open_chat, photo_of, t
     card = f".card[data-item-id='{item_id}']"
     assert await browser.count(card) == 1
     assert await browser.text(f"{card} .card-title") == XSS
-    assert await browser.js(f"return document.querySelector(\"{card} img\").alt") == XSS
-    assert await browser.js(f"return document.querySelector(\"{card} a.shop-link\").getAttribute('href')") == f"/items/{item_id}"
+    assert await browser.js(f'return document.querySelector("{card} img").alt') == XSS
+    assert (
+        await browser.js(f"return document.querySelector(\"{card} a.shop-link\").getAttribute('href')")
+        == f"/items/{item_id}"
+    )
     assert await browser.count("img[src='x']") == 0
     assert XSS in await browser.js("return document.body.innerText")
     assert await browser.alert_text() is None
@@ -375,8 +417,11 @@ async def test_trend_not_available_yet(service, browser, open_chat):
     await browser.click("#btn-trend")
     await browser.wait_js("document.getElementById('trend-dialog').open")
     await browser.keys("dress", chromium.ENTER)
-    await browser.wait_js("[...document.querySelectorAll('.msg.bot .text')].some(t => t.textContent === arguments[0])",
-                          10, TREND_UNAVAILABLE)
+    await browser.wait_js(
+        "[...document.querySelectorAll('.msg.bot .text')].some(t => t.textContent === arguments[0])",
+        10,
+        TREND_UNAVAILABLE,
+    )
 
 
 async def test_trend_progress_is_live(service, browser, open_chat):
@@ -387,14 +432,25 @@ async def test_trend_progress_is_live(service, browser, open_chat):
         yield TrendProgress(tag=tag, shops_total=2)
         yield TrendProgress(tag=tag, shops_searched=1, shops_total=2, found=4, indexed=2)
         await step.wait()  # the page must show the first shop before the second is done
-        yield TrendProgress(tag=tag, shops_searched=2, shops_total=2, found=7, indexed=3, skipped=4, done=True,
-                            best=[dataclasses.replace(b, score=0.8) for b in best])
+        yield TrendProgress(
+            tag=tag,
+            shops_searched=2,
+            shops_total=2,
+            found=7,
+            indexed=3,
+            skipped=4,
+            done=True,
+            best=[dataclasses.replace(b, score=0.8) for b in best],
+        )
 
     await open_chat(Proxy(service, trend=trend))
     await browser.js("document.getElementById('composer-text').focus()")
     await browser.keys("/trend linen dress", chromium.ENTER)
     await browser.wait_js("document.querySelector('.progress-label')?.textContent === 'Shops searched: 1/2'")
-    assert await browser.js("return document.querySelector('.msg.bot.wide h2').textContent") == "Trend “linen dress”: searching…"
+    assert (
+        await browser.js("return document.querySelector('.msg.bot.wide h2').textContent")
+        == "Trend “linen dress”: searching…"
+    )
     assert await browser.count(".msg.bot.wide .card") == 0
     step.set()
     await browser.wait_js("document.querySelector('.msg.bot.wide h2').textContent === 'Trend “linen dress”: done'")
@@ -418,7 +474,9 @@ async def test_trend_on_the_demo_shop_indexes_new_items(service, browser, open_c
         await browser.js("document.getElementById('composer-text').focus()")
         await browser.keys("/trend dress", chromium.ENTER)
         await browser.wait_js("document.querySelector('.msg.bot.wide h2')?.textContent === 'Trend “dress”: done'", 60)
-        cards = await browser.js("return [...document.querySelectorAll('.msg.bot.wide .card h3')].map(h => h.textContent)")
+        cards = await browser.js(
+            "return [...document.querySelectorAll('.msg.bot.wide .card h3')].map(h => h.textContent)"
+        )
     finally:
         await runner.cleanup()
     assert cards and all("Dress" in title for title in cards), cards
@@ -447,16 +505,22 @@ async def test_paste_and_drop_a_photo(browser, open_chat):
         dt.items.add(new File([bytes], 'clip.png', {type: 'image/png'}));
         return dt;
     """
-    await browser.js(f"(async () => {{ const dt = await (async () => {{ {make_file} }})();"
-                     " document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: dt, bubbles: true})); })()")
+    await browser.js(
+        f"(async () => {{ const dt = await (async () => {{ {make_file} }})();"
+        " document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: dt, bubbles: true})); })()"
+    )
     await browser.wait_js("document.querySelectorAll('.msg.bot.wide .card').length == 10")
     assert await browser.count(".msg.user .bubble.photo img") == 1
-    await browser.js(f"(async () => {{ const dt = await (async () => {{ {make_file} }})();"
-                     " for (const type of ['dragenter', 'dragover', 'drop'])"
-                     "   document.body.dispatchEvent(new DragEvent(type, {dataTransfer: dt, bubbles: true, cancelable: true})); })()")
+    await browser.js(
+        f"(async () => {{ const dt = await (async () => {{ {make_file} }})();"
+        " for (const type of ['dragenter', 'dragover', 'drop'])"
+        "   document.body.dispatchEvent(new DragEvent(type, {dataTransfer: dt, bubbles: true, cancelable: true})); })()"
+    )
     await browser.wait_js("document.querySelectorAll('.msg.bot.wide .card').length == 20")
     assert await browser.js("return document.getElementById('drop-overlay').hidden")
-    first = await browser.js("return [...document.querySelectorAll('.msg.bot.wide')].map(m => m.querySelector('.card').dataset.itemId)")
+    first = await browser.js(
+        "return [...document.querySelectorAll('.msg.bot.wide')].map(m => m.querySelector('.card').dataset.itemId)"
+    )
     assert first == ["7", "7"]  # the catalogue's own picture finds itself first
 
 
@@ -491,7 +555,9 @@ async def test_garments_are_boxed_and_switched(service, browser, open_chat, outf
 
     # Box 2 (a real click on the photo) → the sneaker's items; the focus stays on the box.
     await browser.click(".gbox[data-key='g2']")
-    await browser.wait_js("document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for the sneaker (2 of 2):'")
+    await browser.wait_js(
+        "document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for the sneaker (2 of 2):'"
+    )
     second = await card_ids(browser)
     assert len(second) == 10 and second == [s.item.id for s in (await service.switch(user, request_id, 2)).items]
     assert set(await categories(service, second)) <= SHOES
@@ -502,14 +568,18 @@ async def test_garments_are_boxed_and_switched(service, browser, open_chat, outf
 
     # "Whole photo" chip → the whole photo's items.
     await browser.click(".gchip[data-key='whole']")
-    await browser.wait_js("document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for the whole photo:'")
+    await browser.wait_js(
+        "document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for the whole photo:'"
+    )
     assert await card_ids(browser) == [s.item.id for s in (await service.switch(user, request_id, None)).items]
     assert [b["current"] for b in await drawn_boxes(browser)] == [False, False]
 
     # Keyboard: the chips are buttons; Enter on "1 · pullover" brings garment 1 back.
     await browser.js("document.querySelector(\".gchip[data-key='g1']\").focus()")
     await browser.keys(chromium.ENTER)
-    await browser.wait_js("document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for the pullover (1 of 2):'")
+    await browser.wait_js(
+        "document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for the pullover (1 of 2):'"
+    )
     assert await card_ids(browser) == first
     assert await browser.js("return document.activeElement.dataset.focus") == "chip:g1"
 
@@ -517,7 +587,9 @@ async def test_garments_are_boxed_and_switched(service, browser, open_chat, outf
     await browser.js("location.reload()")
     await browser.wait_js("document.body.classList.contains('ready') && document.querySelectorAll('.gbox').length == 2")
     await browser.click(".gchip[data-key='g2']")
-    await browser.wait_js("document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for the sneaker (2 of 2):'")
+    await browser.wait_js(
+        "document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for the sneaker (2 of 2):'"
+    )
     assert await card_ids(browser) == second
     assert await browser.count(".draw-toggle") == 0  # the file itself is gone with the old page
 
@@ -562,7 +634,9 @@ async def drag(browser, selector: str, start: tuple[float, float], end: tuple[fl
         chain.move_to_element_with_offset(element, *at(start)).click_and_hold()
         for i in range(1, steps + 1):
             t = i / steps
-            chain.move_to_element_with_offset(element, *at((start[0] + t * (end[0] - start[0]), start[1] + t * (end[1] - start[1]))))
+            chain.move_to_element_with_offset(
+                element, *at((start[0] + t * (end[0] - start[0]), start[1] + t * (end[1] - start[1])))
+            )
         chain.release().perform()
 
     await browser.call(do)
@@ -581,15 +655,21 @@ async def test_drawing_a_box_searches_that_region(service, browser, open_chat, o
     region = (shoes[0] - 0.03, shoes[1] - 0.03, shoes[2] + 0.03, shoes[3] + 0.03)
     await drag(browser, ".stage-photo", (region[0], region[1]), (region[2], region[3]))
     await browser.wait_js("document.querySelector('.gbox.mine')")
-    await browser.wait_js("document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for your selection:'")
+    await browser.wait_js(
+        "document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for your selection:'"
+    )
     sent = (await last_results(browser))["selection"]["box"]
     for got, want in zip((sent["x0"], sent["y0"], sent["x1"], sent["y1"]), region):
         assert abs(got - want) < 0.01, (sent, region)
     mine = await card_ids(browser)
     assert len(mine) == 10 and mine != first
     assert sum(c in SHOES for c in await categories(service, mine)) >= 7  # the box holds shoes
-    assert await chips(browser) == [("1 · pullover", False), ("2 · sneaker", False), ("✎ your selection", True),
-                                    ("Whole photo", False)]
+    assert await chips(browser) == [
+        ("1 · pullover", False),
+        ("2 · sneaker", False),
+        ("✎ your selection", True),
+        ("Whole photo", False),
+    ]
     assert not await browser.js("return document.querySelector('.stage').classList.contains('drawing')")
     drawn = [b for b in await drawn_boxes(browser) if b["key"] == "selection"][0]
     assert drawn["current"] and abs(drawn["x0"] - sent["x0"]) * drawn["w"] < 1.5
@@ -599,14 +679,20 @@ async def test_drawing_a_box_searches_that_region(service, browser, open_chat, o
     uid, _ = await visitor(browser, service)
     state = await last_results(browser)
     await browser.click(".gbox[data-key='g1']")
-    await browser.wait_js("document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for the pullover (1 of 2):'")
+    await browser.wait_js(
+        "document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for the pullover (1 of 2):'"
+    )
     again = await card_ids(browser)
     assert again == [s.item.id for s in (await service.switch(UserRef("web", uid), state["request_id"], 1)).items]
     assert set(await categories(service, again)) <= TOPS
     await browser.click(".gchip[data-key='selection']")
-    await browser.wait_js("document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for your selection:'")
+    await browser.wait_js(
+        "document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for your selection:'"
+    )
     mine = await card_ids(browser)
-    assert mine == [s.item.id for s in (await service.switch(UserRef("web", uid), state["selection"]["request_id"], 1)).items]
+    assert mine == [
+        s.item.id for s in (await service.switch(UserRef("web", uid), state["selection"]["request_id"], 1)).items
+    ]
 
     # A slip (a click, no drag) searches nothing; Escape leaves drawing mode.
     await browser.click(".draw-toggle")
@@ -627,24 +713,36 @@ async def test_drawing_with_a_finger(service, browser, open_chat, outfit):
     await browser.click(".draw-toggle")
     rect = await browser.js(
         "const e = document.querySelector('.stage-photo'); e.scrollIntoView({block: 'center'});"
-        " const r = e.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]")
+        " const r = e.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]"
+    )
     region = (top[0], top[1], top[2], top[3])
-    points = [(rect[0] + (region[0] + t * (region[2] - region[0])) * rect[2],
-               rect[1] + (region[1] + t * (region[3] - region[1])) * rect[3]) for t in (0, 0.25, 0.5, 0.75, 1)]
+    points = [
+        (
+            rect[0] + (region[0] + t * (region[2] - region[0])) * rect[2],
+            rect[1] + (region[1] + t * (region[3] - region[1])) * rect[3],
+        )
+        for t in (0, 0.25, 0.5, 0.75, 1)
+    ]
 
     def touch() -> None:
         send = browser.driver.execute_cdp_cmd
-        send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": points[0][0], "y": points[0][1]}]})
+        send(
+            "Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": points[0][0], "y": points[0][1]}]}
+        )
         for x, y in points[1:]:
             send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
         send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
 
     scroll = await browser.js("return window.scrollY")
     await browser.call(touch)
-    await browser.wait_js("document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for your selection:'")
+    await browser.wait_js(
+        "document.querySelector('.msg.bot.wide .showing')?.textContent === 'Matches for your selection:'"
+    )
     assert await browser.js("return window.scrollY") == scroll  # the finger drew, it did not scroll the page
     sent = (await last_results(browser))["selection"]["box"]
     for got, want in zip((sent["x0"], sent["y0"], sent["x1"], sent["y1"]), region):
         assert abs(got - want) < 0.015, (sent, region)
-    assert await browser.js("return document.documentElement.scrollWidth <= window.innerWidth"), "sideways scroll on a phone"
+    assert await browser.js("return document.documentElement.scrollWidth <= window.innerWidth"), (
+        "sideways scroll on a phone"
+    )
     await browser.screenshot(ARTIFACTS / "web-garments-phone.png")

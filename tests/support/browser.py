@@ -5,6 +5,7 @@ always have the same version, and nothing is downloaded). Selenium's API blocks,
 while the app under test runs on the test's own event loop, so every browser call
 runs in a worker thread (``asyncio.to_thread``) and the loop keeps serving the page.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -130,7 +131,9 @@ class Browser:
             return await self.call(poll)
         except Exception as err:  # TimeoutException: say what we waited for
             text = await self.js("return document.body ? document.body.innerText.slice(-1500) : ''")
-            raise AssertionError(f"timed out after {timeout}s waiting for {expression!r}; page text ends: {text!r}") from err
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {expression!r}; page text ends: {text!r}"
+            ) from err
 
     async def count(self, css: str) -> int:
         return await self.js("return document.querySelectorAll(arguments[0]).length", css)
@@ -209,7 +212,9 @@ class Browser:
 
         def shoot() -> bytes:
             if not full_page:
-                return base64.b64decode(self.driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})["data"])
+                return base64.b64decode(
+                    self.driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})["data"]
+                )
             width, height, mobile = self.driver.execute_script(
                 "return [window.innerWidth, window.innerHeight, navigator.maxTouchPoints > 0]"
             )
@@ -217,8 +222,12 @@ class Browser:
             self._viewport(width, full, mobile)
             try:
                 self.driver.execute_script("window.scrollTo(0, 0)")
-                self.driver.execute_script("return new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
-                return base64.b64decode(self.driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})["data"])
+                self.driver.execute_script(
+                    "return new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
+                )
+                return base64.b64decode(
+                    self.driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})["data"]
+                )
             finally:
                 self._viewport(width, height, mobile)
 
@@ -228,16 +237,32 @@ class Browser:
 
 
 # ---- test data -------------------------------------------------------------------------------
-async def add_item(service: Any, title: str, image: bytes, *, url: str | None = None, price: float | None = 19.99,
-                   shop: str | None = None, category: str = "Sneaker") -> int:
+async def add_item(
+    service: Any,
+    title: str,
+    image: bytes,
+    *,
+    url: str | None = None,
+    price: float | None = 19.99,
+    shop: str | None = None,
+    category: str = "Sneaker",
+) -> int:
     """Put one item into the real catalogue (database and index) through the service."""
     import secrets
 
     from db.store import NewItem
 
     prepared = await service.encoder.prepare(image)
-    item = NewItem(source="test", external_id=secrets.token_hex(6), title=title, image=image, url=url,
-                   price=price, category=category, shop=shop)
+    item = NewItem(
+        source="test",
+        external_id=secrets.token_hex(6),
+        title=title,
+        image=image,
+        url=url,
+        price=price,
+        category=category,
+        shop=shop,
+    )
     [item_id] = await service.catalogue.add_items([item], await service.encoder.embed(prepared.pixels[None]))
     return item_id
 
@@ -278,8 +303,13 @@ class FixedGarments:
         return _scan(self.garments)
 
 
-def outfit_photo(top28: Any, below28: Any, size: tuple[int, int] = (480, 640), seed: int = 0,
-                 background: tuple[int, int, int] = (238, 234, 228)) -> tuple[bytes, list[tuple[float, float, float, float]]]:
+def outfit_photo(
+    top28: Any,
+    below28: Any,
+    size: tuple[int, int] = (480, 640),
+    seed: int = 0,
+    background: tuple[int, int, int] = (238, 234, 228),
+) -> tuple[bytes, list[tuple[float, float, float, float]]]:
     """An outfit in one photo: a Fashion-MNIST top above, shoes (or a bag) below, on a light
     wall with a soft floor shadow. Returns the JPEG and each garment's true relative box."""
     import io

@@ -1,5 +1,6 @@
 """Pictures the tests (and bench/) send: Fashion-MNIST photos as a chat would deliver
 them, and a small corpus of bad files every front-end must refuse kindly."""
+
 from __future__ import annotations
 
 import io
@@ -28,11 +29,17 @@ def encode(img: Image.Image, fmt: str, **kw) -> bytes:
 
 def png_declaring(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims width×height pixels (a decompression bomb)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def sample_rgb(w: int = 64, h: int = 48) -> Image.Image:

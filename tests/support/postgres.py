@@ -8,6 +8,7 @@ tests that run on it must run.
 Databases are cheap to make: :meth:`PostgresCluster.create_database` (empty, or a copy of a
 template via ``CREATE DATABASE … TEMPLATE``, a file copy on the server side).
 """
+
 from __future__ import annotations
 
 import contextlib

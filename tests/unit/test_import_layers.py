@@ -3,6 +3,7 @@
 Every ``import`` counts, including ones inside functions and under ``TYPE_CHECKING``:
 a lazy import is still a dependency, and a type-only import still ties two rooms.
 """
+
 from __future__ import annotations
 
 import ast
@@ -89,7 +90,11 @@ def allowed(importer: str, imported: str) -> bool:
         # the service to build, the operator's training room, the demo's own shop
         # (and the demo builds its shop's products from the Fashion-MNIST reader)
         return dst == "bot" or imported in (
-            "engine.service", "engine.training", "engine.training.cli", "scraper.demo_shop", "engine.catalogue.ingest"
+            "engine.service",
+            "engine.training",
+            "engine.training.cli",
+            "scraper.demo_shop",
+            "engine.catalogue.ingest",
         )
     return dst in ENGINE_ROOMS.get(src, set())
 
@@ -159,7 +164,10 @@ def test_base_layer_imports_nothing_of_ours_but_itself() -> None:
         ({"scraper.crawl": {"engine.vision.images"}}, ["scraper.crawl imports engine.vision.images"]),
         ({"db.store": {"engine.service"}}, ["db.store imports engine.service"]),
         ({"bot.telegram.handlers": {"engine.vision.images"}}, ["bot.telegram.handlers imports engine.vision.images"]),
-        ({"engine.vision.embedder": {"engine.catalogue.index"}}, ["engine.vision.embedder imports engine.catalogue.index"]),
+        (
+            {"engine.vision.embedder": {"engine.catalogue.index"}},
+            ["engine.vision.embedder imports engine.catalogue.index"],
+        ),
         ({"engine.config": {"bot.settings"}}, ["engine.config imports bot.settings"]),
         ({"bot.cli": {"engine.service"}, "bot.web.routes": {"engine.types", "bot.flows"}}, []),
     ],

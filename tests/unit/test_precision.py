@@ -1,5 +1,6 @@
 """Mixed precision by stage (engine/vision/precision.py): the stage split is exact, the bf16
 part really is bf16, and what the embedder serves agrees with fp32 on real pictures."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,14 @@ def _resnet50_random():
 
     torch.manual_seed(0)
     return LoadedBackbone(
-        name="resnet50", model=_Pooled(resnet50(weights=None)).eval(), dim=2048, input_size=224,
-        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), weights_source="random", fingerprint="random",
+        name="resnet50",
+        model=_Pooled(resnet50(weights=None)).eval(),
+        dim=2048,
+        input_size=224,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        weights_source="random",
+        fingerprint="random",
     )
 
 

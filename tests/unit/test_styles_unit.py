@@ -3,6 +3,7 @@
 Clusters are built from known directions plus noise, so every expected
 partition, share and ordering is known in advance.
 """
+
 from __future__ import annotations
 
 import io
@@ -379,7 +380,9 @@ def test_name_keeps_meaningful_case_inside_the_name() -> None:
 def test_name_ignores_stray_categories_and_breaks_ties_by_nearness() -> None:
     one_bag = items((9, {"category": "Coat"}), (1, {"category": "Bag"}))
     assert name_cluster(one_bag) == "Coats"
-    tie = items((1, {"category": "Shirt"}), (1, {"category": "Coat"}), (2, {"category": "Coat"}), (2, {"category": "Shirt"}))
+    tie = items(
+        (1, {"category": "Shirt"}), (1, {"category": "Coat"}), (2, {"category": "Coat"}), (2, {"category": "Shirt"})
+    )
     assert name_cluster(tie) == "Shirts & coats"  # 3 each; the nearest neighbour is a shirt
     singular_and_plural = items((3, {"category": "Sandal"}), (3, {"category": "sandals"}))
     assert name_cluster(singular_and_plural) == "Sandals"
@@ -405,6 +408,7 @@ def test_cache_rebuilds_only_when_the_version_changes() -> None:
         def build() -> StyleProfile:
             built.append(tag)
             return StyleProfile(clusters=[])
+
         return build
 
     first = cache.get_or_build("alice", 1, builder("a1"))

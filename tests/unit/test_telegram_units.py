@@ -1,4 +1,5 @@
 """The Telegram front-end's small pure pieces: Telegram's limits, link checks, buttons."""
+
 from __future__ import annotations
 
 import io
@@ -126,8 +127,11 @@ def size(w: int, h: int, nbytes: int | None) -> PhotoSize:
 
 def test_pick_photo_takes_enough_pixels_within_the_cap():
     sizes = [
-        size(90, 60, 2_000), size(320, 213, 20_000), size(800, 533, 90_000),
-        size(1280, 853, 200_000), size(2560, 1706, 900_000),
+        size(90, 60, 2_000),
+        size(320, 213, 20_000),
+        size(800, 533, 90_000),
+        size(1280, 853, 200_000),
+        size(2560, 1706, 900_000),
     ]
     assert pick_photo(sizes, 20_000_000).width == 1280  # smallest with a short side >= 640
     assert pick_photo(sizes, 100_000).width == 800  # largest under the cap

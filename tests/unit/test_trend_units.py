@@ -1,5 +1,6 @@
 """The pieces of engine/trends/runner.py that need no shop: tags, categories, when two pictures
 are the same product (on real Lite0 features), snapshot fan-out, and offers in search()."""
+
 from __future__ import annotations
 
 import asyncio

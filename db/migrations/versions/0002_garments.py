@@ -7,6 +7,7 @@ user's style keeps its history across the upgrade.
 Revision ID: 0002
 Revises: 0001
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa

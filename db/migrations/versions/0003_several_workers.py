@@ -17,6 +17,7 @@ leases, item removal events, and the trend row's shop counts (read by other work
 Revision ID: 0003
 Revises: 0002
 """
+
 from __future__ import annotations
 
 from typing import Literal

@@ -20,6 +20,7 @@ REST (``/api/v10``) and a WebSocket gateway (``/gateway``) in one aiohttp app:
 Tests act as users with `slash`, `click`, `send_dm` and `send_guild_message`, and read
 what the bot sent from `messages` (or wait for it with `wait_for` / `wait_answer`).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -576,7 +577,10 @@ class FakeDiscord:
             d["channel_id"] = data["channel_id"]
             d["channel"]["id"] = data["channel_id"]
         d["data"] = {
-            "id": command["id"], "name": name, "type": 3, "target_id": data["id"],
+            "id": command["id"],
+            "name": name,
+            "type": 3,
+            "target_id": data["id"],
             "resolved": {"messages": {data["id"]: data}},
         }
         ix = self._record_interaction(d, user)
@@ -592,12 +596,17 @@ class FakeDiscord:
         declared = {o["name"]: o for o in command.get("options", [])}
         assert declared.get(option, {}).get("autocomplete"), f"/{name} {option} has no autocomplete"
         d = self._interaction_base(4, user, guild)
-        d["data"] = {"id": command["id"], "name": name, "type": 1, "options": [
-            {"name": option, "type": declared[option]["type"], "value": typed, "focused": True}]}
+        d["data"] = {
+            "id": command["id"],
+            "name": name,
+            "type": 1,
+            "options": [{"name": option, "type": declared[option]["type"], "value": typed, "focused": True}],
+        }
         ix = self._record_interaction(d, user)
         await self.dispatch("INTERACTION_CREATE", d)
-        await self.wait_for(lambda: ix.callback_type is not None, 10, "autocomplete suggestions",
-                            fail=lambda: self.unacknowledged(ix))
+        await self.wait_for(
+            lambda: ix.callback_type is not None, 10, "autocomplete suggestions", fail=lambda: self.unacknowledged(ix)
+        )
         return ix.choices
 
     async def click(self, message: SentMessage, custom_id: str, *, user: dict[str, Any]) -> FakeInteraction:
@@ -653,7 +662,10 @@ class FakeDiscord:
         return int(self.identifies[-1].get("intents", 0)) if self.identifies else 0
 
     async def send_dm(
-        self, user: dict[str, Any], content: str = "", attachments: list[FakeAttachment] = ()  # type: ignore[assignment]
+        self,
+        user: dict[str, Any],
+        content: str = "",
+        attachments: list[FakeAttachment] = (),  # type: ignore[assignment]
     ) -> dict[str, Any]:
         channel = self.dm_channel_id(user)
         for a in attachments:
@@ -835,9 +847,7 @@ class FakeDiscord:
     @staticmethod
     def _json(data: Any, status: int = 200) -> web.Response:
         # discord.py parses a body only when the Content-Type is exactly application/json
-        return web.Response(
-            status=status, body=json.dumps(data).encode(), headers={"Content-Type": "application/json"}
-        )
+        return web.Response(status=status, body=json.dumps(data).encode(), headers={"Content-Type": "application/json"})
 
     async def _unknown(self, request: web.Request) -> web.Response:
         raise Problem(404, 0, f"404: Not Found ({request.method} {request.path})")
@@ -905,7 +915,7 @@ class FakeDiscord:
                 if url is None:
                     continue
                 if url.startswith("attachment://"):
-                    if not edit and url[len("attachment://"):] not in uploaded:
+                    if not edit and url[len("attachment://") :] not in uploaded:
                         errors.append(f"embed {n}: {key} {url!r} names no uploaded file (got {sorted(uploaded)})")
                 elif not _is_http_url(url):
                     errors.append(f"embed {n}: {key} url {url!r} is neither http(s) nor attachment://")
@@ -1179,8 +1189,12 @@ class FakeDiscord:
         data = body.get("data") or {}
         if rtype == 8:
             choices = data.get("choices")
-            if not isinstance(choices, list) or len(choices) > MAX_CHOICES or not all(
-                isinstance(c, dict) and 1 <= len(str(c.get("name", ""))) <= 100 and "value" in c for c in choices
+            if (
+                not isinstance(choices, list)
+                or len(choices) > MAX_CHOICES
+                or not all(
+                    isinstance(c, dict) and 1 <= len(str(c.get("name", ""))) <= 100 and "value" in c for c in choices
+                )
             ):
                 raise Problem(400, 50035, f"Invalid Form Body: autocomplete choices {choices!r}")
             ix.callback_type, ix.callback_at, ix.choices, ix.answered = rtype, time.monotonic(), choices, True

@@ -1,5 +1,6 @@
 """`Proxy`: the real service with a few methods replaced, for the rare test that needs
 an engine answer the real catalogue can't give (a failing call, a collage)."""
+
 from __future__ import annotations
 
 

@@ -23,6 +23,7 @@ machine: its own work (parsing uploads, checking pictures) never shows up as a
 stall in the loop under test. Test helpers (``push_update``, ``make_*_update``,
 ``wait_for``, ``calls``) are safe to call from the test's loop.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -44,11 +45,29 @@ from PIL import Image
 TOKEN = "123456789:AAFakeTokenForTests_0123456789abcdefXYZ"
 DOWNLOAD_CAP = 20 * 1024 * 1024
 CHAT_ACTIONS = {
-    "typing", "upload_photo", "record_video", "upload_video", "record_voice", "upload_voice",
-    "upload_document", "choose_sticker", "find_location", "record_video_note", "upload_video_note",
+    "typing",
+    "upload_photo",
+    "record_video",
+    "upload_video",
+    "record_voice",
+    "upload_voice",
+    "upload_document",
+    "choose_sticker",
+    "find_location",
+    "record_video_note",
+    "upload_video_note",
 }
-JSON_FIELDS = {"reply_markup", "media", "allowed_updates", "commands", "reply_parameters", "scope", "entities",
-               "caption_entities", "link_preview_options"}
+JSON_FIELDS = {
+    "reply_markup",
+    "media",
+    "allowed_updates",
+    "commands",
+    "reply_parameters",
+    "scope",
+    "entities",
+    "caption_entities",
+    "link_preview_options",
+}
 
 
 def tg_len(text: str) -> int:
@@ -332,13 +351,27 @@ class FakeBotAPI:
             buf = io.BytesIO()
             thumb.save(buf, format="JPEG", quality=70)
             small = self.add_file(buf.getvalue())
-            sizes.append({"file_id": small.file_id, "file_unique_id": small.unique_id, "width": thumb.width,
-                          "height": thumb.height, "file_size": small.declared_size})
+            sizes.append(
+                {
+                    "file_id": small.file_id,
+                    "file_unique_id": small.unique_id,
+                    "width": thumb.width,
+                    "height": thumb.height,
+                    "file_size": small.declared_size,
+                }
+            )
         except Exception:  # noqa: BLE001 - not a picture PIL can thumbnail
             w = h = 1280
         full = self.add_file(jpeg, declared_size=declared_size)
-        sizes.append({"file_id": full.file_id, "file_unique_id": full.unique_id, "width": w, "height": h,
-                      **({"file_size": full.declared_size} if full.declared_size is not None else {})})
+        sizes.append(
+            {
+                "file_id": full.file_id,
+                "file_unique_id": full.unique_id,
+                "width": w,
+                "height": h,
+                **({"file_size": full.declared_size} if full.declared_size is not None else {}),
+            }
+        )
         content: dict[str, Any] = {"photo": sizes}
         if caption:
             content["caption"] = caption
@@ -387,20 +420,40 @@ class FakeBotAPI:
 
     def make_sticker_update(self, user_id: int) -> dict[str, Any]:
         stored = self.add_file(b"RIFF....WEBP", kind="stickers", suffix="webp")
-        sticker = {"file_id": stored.file_id, "file_unique_id": stored.unique_id, "type": "regular",
-                   "width": 512, "height": 512, "is_animated": False, "is_video": False, "emoji": "😀"}
+        sticker = {
+            "file_id": stored.file_id,
+            "file_unique_id": stored.unique_id,
+            "type": "regular",
+            "width": 512,
+            "height": 512,
+            "is_animated": False,
+            "is_video": False,
+            "emoji": "😀",
+        }
         return {"message": self._message(user_id, sticker=sticker)}
 
     def make_voice_update(self, user_id: int) -> dict[str, Any]:
         stored = self.add_file(b"OggS" + b"\0" * 100, kind="voice", suffix="oga")
-        voice = {"file_id": stored.file_id, "file_unique_id": stored.unique_id, "duration": 2,
-                 "mime_type": "audio/ogg", "file_size": stored.declared_size}
+        voice = {
+            "file_id": stored.file_id,
+            "file_unique_id": stored.unique_id,
+            "duration": 2,
+            "mime_type": "audio/ogg",
+            "file_size": stored.declared_size,
+        }
         return {"message": self._message(user_id, voice=voice)}
 
     def make_video_update(self, user_id: int) -> dict[str, Any]:
         stored = self.add_file(b"\0\0\0\x18ftypmp42" + b"\0" * 100, kind="videos", suffix="mp4")
-        video = {"file_id": stored.file_id, "file_unique_id": stored.unique_id, "width": 640, "height": 360,
-                 "duration": 3, "mime_type": "video/mp4", "file_size": stored.declared_size}
+        video = {
+            "file_id": stored.file_id,
+            "file_unique_id": stored.unique_id,
+            "width": 640,
+            "height": 360,
+            "duration": 3,
+            "mime_type": "video/mp4",
+            "file_size": stored.declared_size,
+        }
         return {"message": self._message(user_id, video=video)}
 
     def make_callback_update(self, user_id: int, data: str, message: dict[str, Any]) -> dict[str, Any]:
@@ -423,7 +476,8 @@ class FakeBotAPI:
     def calls_of(self, method: str, chat_id: int | None = None, *, ok: bool | None = True) -> list[Call]:
         with self._lock:
             return [
-                c for c in self.calls
+                c
+                for c in self.calls
                 if c.method == method
                 and (chat_id is None or c.chat_id == chat_id)
                 and (ok is None or (c.status == 200) == ok)
@@ -454,8 +508,16 @@ class FakeBotAPI:
                 )
             await asyncio.sleep(0.005)
 
-    def fail(self, method: str, code: int, description: str, *, chat_id: int | None = None,
-             times: int = 1, retry_after: int | None = None) -> None:
+    def fail(
+        self,
+        method: str,
+        code: int,
+        description: str,
+        *,
+        chat_id: int | None = None,
+        times: int = 1,
+        retry_after: int | None = None,
+    ) -> None:
         """Inject an error answer for the next ``times`` matching calls."""
         with self._lock:
             self.faults.append(Fault(method, code, description, chat_id, times, retry_after))
@@ -523,8 +585,10 @@ class FakeBotAPI:
     def _injected_fault(self, call: Call) -> None:
         with self._lock:
             for fault in self.faults:
-                if fault.times > 0 and fault.method == call.method and (
-                    fault.chat_id is None or fault.chat_id == call.chat_id
+                if (
+                    fault.times > 0
+                    and fault.method == call.method
+                    and (fault.chat_id is None or fault.chat_id == call.chat_id)
                 ):
                     fault.times -= 1
                     raise ApiError(fault.code, fault.description, violation=False, retry_after=fault.retry_after)
@@ -615,12 +679,19 @@ class FakeBotAPI:
         if w + h > 10000 or max(w, h) / max(1, min(w, h)) > 20:
             raise ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
         stored = self.add_file(data, kind="photos")
-        return [{"file_id": stored.file_id, "file_unique_id": stored.unique_id, "width": w, "height": h,
-                 "file_size": len(data)}]
+        return [
+            {
+                "file_id": stored.file_id,
+                "file_unique_id": stored.unique_id,
+                "width": w,
+                "height": h,
+                "file_size": len(data),
+            }
+        ]
 
     def _resolve_photo(self, ref: Any, files: dict[str, bytes], field_name: str) -> list[dict[str, Any]]:
         if isinstance(ref, str) and ref.startswith("attach://"):
-            name = ref[len("attach://"):]
+            name = ref[len("attach://") :]
             if name not in files:
                 raise ApiError(400, f"Bad Request: {field_name}: attached file {name} not found")
             return self._photo_sizes(files[name])
@@ -645,8 +716,15 @@ class FakeBotAPI:
 
     # ---- methods ----------------------------------------------------------------------------------------------
     async def _m_getMe(self, params, files):
-        return {"id": self.bot_id, "is_bot": True, "first_name": "FashionBot", "username": self.bot_username,
-                "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
+        return {
+            "id": self.bot_id,
+            "is_bot": True,
+            "first_name": "FashionBot",
+            "username": self.bot_username,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+        }
 
     async def _m_deleteWebhook(self, params, files):
         self.webhook = None
@@ -730,7 +808,9 @@ class FakeBotAPI:
         self._check_markup(params.get("reply_markup"))
         reply_to = self._check_reply(chat_id, params)
         return self._bot_message(
-            chat_id, text=params["text"], reply_markup=params.get("reply_markup"),
+            chat_id,
+            text=params["text"],
+            reply_markup=params.get("reply_markup"),
             reply_to_message=self._messages.get((chat_id, reply_to)) if reply_to else None,
         )
 
@@ -764,8 +844,10 @@ class FakeBotAPI:
                 raise ApiError(400, f"Bad Request: media #{n}: caption is too long")
             resolved.append((self._resolve_photo(m.get("media"), files, f"media #{n}"), caption))
         group_id = str(next(self._file_ids) * 7919)
-        return [self._bot_message(chat_id, photo=sizes, caption=caption, media_group_id=group_id)
-                for sizes, caption in resolved]
+        return [
+            self._bot_message(chat_id, photo=sizes, caption=caption, media_group_id=group_id)
+            for sizes, caption in resolved
+        ]
 
     async def _m_editMessageText(self, params, files):
         chat_id = self._chat_id(params)
