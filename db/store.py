@@ -192,7 +192,7 @@ class Store:
             self._singletons[name] = None
             return True
         lock_path = Path(f"{path}.{hashlib.sha256(name.encode()).hexdigest()[:12]}.lock")
-        handle: IO[str] = open(lock_path, "a+")  # noqa: ASYNC230, SIM115 - a tiny local file, held until released
+        handle: IO[str] = open(lock_path, "a+")  # noqa: ASYNC230 - a tiny local file, held until released
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -561,7 +561,7 @@ def _rowcount(result: object) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI types
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")

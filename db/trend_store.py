@@ -69,7 +69,7 @@ class ShopPicture:
     image: bytes
 
 
-def _has_tag(tag: str):  # noqa: ANN202 - a SQL expression
+def _has_tag(tag: str):
     """``tag`` is one of the item's comma-separated tags (portable: LIKE with escaping)."""
     padded = literal(TAG_SEPARATOR) + func.coalesce(ItemRow.tags, "") + literal(TAG_SEPARATOR)
     return padded.contains(f"{TAG_SEPARATOR}{tag}{TAG_SEPARATOR}", autoescape=True)

@@ -258,7 +258,7 @@ async def _search_shop(shop: Shop, crawl: _Crawl) -> list[tuple[str, ProductInfo
                 return []
             note = f"page {pages + 1}: {err.reason}"
             break
-        except Exception as err:  # noqa: BLE001 - one broken shop must not end the trend
+        except Exception as err:
             log.exception("crawl of %s failed", shop.name)
             reason = f"internal error ({type(err).__name__})"
             if pages == 0:
@@ -309,7 +309,7 @@ async def _guarded_product(shop: Shop, url: str, info: ProductInfo | None, crawl
             crawl.stopped = err.reason
         except asyncio.CancelledError:
             raise
-        except Exception as err:  # noqa: BLE001 - a hostile page must not end the trend
+        except Exception as err:
             log.exception("product %s of %s failed", url, shop.name)
             crawl.emit(ProductSkipped(url, f"internal error ({type(err).__name__})", shop.name))
 
@@ -339,7 +339,7 @@ async def _product_pipeline(shop: Shop, url: str, info: ProductInfo | None, craw
         return
     try:
         jpeg, digest = await _run_check(crawl, image.body)
-    except Exception as err:  # noqa: BLE001 - whatever the check raises refuses the picture, never the trend
+    except Exception as err:
         crawl.emit(ProductSkipped(url, f"picture rejected: {_reason(err)}", shop.name))
         return
     if crawl.full:
@@ -373,7 +373,7 @@ def _checked(check: PictureCheck, data: bytes) -> tuple[bytes, int]:
             return jpeg, difference_hash(img.convert("RGB"))
     except _NotAJpeg:
         raise
-    except Exception:  # noqa: BLE001 - PIL raises many types for unreadable data
+    except Exception:
         raise _NotAJpeg("the picture check returned no readable JPEG") from None
 
 

@@ -74,7 +74,7 @@ class Shop:
                 raise ShopConfigError(f"shop {self.name!r}: selector {key!r} must be a string")
             try:
                 soupsieve.compile(selector)
-            except Exception as err:  # noqa: BLE001 - soupsieve raises several types
+            except Exception as err:
                 raise ShopConfigError(f"shop {self.name!r}: bad CSS selector {key!r}: {err}") from None
         object.__setattr__(self, "selectors", MappingProxyType(selectors))
         if isinstance(self.allow_hosts, str) or not all(isinstance(e, str) for e in self.allow_hosts):

@@ -23,13 +23,23 @@ from bot.telegram.handlers import (
     TelegramFrontend,
 )
 from bot.telegram.keyboards import CALLBACK_DATA_MAX, forget_data, parse_switch, switch_data
-from bot.telegram.run import MissingToken, build_application, freeze_startup_heap, main_line_error, run_telegram
+from bot.telegram.run import (
+    POLLING_ROLE,
+    MissingToken,
+    PollingTaken,
+    build_application,
+    freeze_startup_heap,
+    main_line_error,
+    run_telegram,
+)
 
 __all__ = [
     "BUTTON_EXPIRED",
     "CALLBACK_DATA_MAX",
     "COMMANDS",
     "MissingToken",
+    "POLLING_ROLE",
+    "PollingTaken",
     "NOT_AN_IMAGE",
     "TelegramFrontend",
     "UNKNOWN_COMMAND",

@@ -49,7 +49,7 @@ class Follower:
     async def _run(self) -> None:
         try:
             self._unlisten = await self.catalogue.store.listen(self.poke)
-        except Exception as err:  # noqa: BLE001 - polling still works
+        except Exception as err:
             log.warning("catalogue follower: LISTEN failed (%s); polling every %.1f s", err, self.interval)
         while True:
             with contextlib.suppress(TimeoutError):
@@ -61,7 +61,7 @@ class Follower:
                 changed = await self.catalogue.follow()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a database hiccup must not end following
+            except Exception:
                 log.exception("catalogue follower: follow() failed; retrying")
                 continue
             self.rounds += 1

@@ -133,7 +133,7 @@ def rescale(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return _on_canvas(img, float(rng.uniform(0.45, 0.65)))
 
 
-def flip(img: Image.Image, rng: np.random.Generator) -> Image.Image:  # noqa: ARG001 - uniform signature
+def flip(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return ImageOps.mirror(img)
 
 

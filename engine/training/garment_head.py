@@ -31,6 +31,8 @@ FULL, EMPTY = 0.4, 0.1  # a cell is a garment's when it covers ≥ FULL of it, b
 def targets(sample: Sample, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """(classes (gh, gw) int64: 0 background, 1+label garment, -100 ignored; distances (4, gh, gw))."""
     gh, gw = grid
+    if sample.mask is None:
+        raise ValueError("targets need a training sample (one made with its garment mask)")
     mask = torch.from_numpy(sample.mask.astype(np.int64))
     slots = len(sample.garments)
     cls = np.zeros((gh, gw), np.int64)
@@ -62,7 +64,7 @@ def build_cache(n_scenes: int, seed: int, model: nn.Module, log=print) -> dict:
         for i, sample in enumerate(training_scenes(n_scenes, seed=seed, exclude=exclude)):
             x = scan_tensor(sample.image, int(rng.choice(SIDES)))
             f16, f32 = trunk_maps(model, x)
-            grid = tuple(f16.shape[-2:])
+            grid = (int(f16.shape[-2]), int(f16.shape[-1]))
             cls, dist = targets(sample, grid)
             b = buckets.setdefault(grid, {"f16": [], "f32": [], "cls": [], "dist": []})
             b["f16"].append(f16[0].half())

@@ -104,14 +104,14 @@ def load_photo(ref: str) -> Image.Image | None:
     path = photo_path(ref)
     if path is None:
         return None
-    with Image.open(path) as img:
-        img.load()
-        if img.mode in ("RGBA", "LA", "P"):
-            img = img.convert("RGBA")
-            canvas = Image.new("RGB", img.size, (255, 255, 255))
-            canvas.paste(img, mask=img.getchannel("A"))
+    with Image.open(path) as opened:
+        opened.load()
+        if opened.mode in ("RGBA", "LA", "P"):
+            rgba = opened.convert("RGBA")
+            canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+            canvas.paste(rgba, mask=rgba.getchannel("A"))
             return canvas
-        return img.convert("RGB")
+        return opened.convert("RGB")
 
 
 def available(refs: tuple[str, ...]) -> tuple[str, ...]:
@@ -154,7 +154,7 @@ def generated_background(rng: np.random.Generator, w: int, h: int, kind: str | N
         t = (t - t.min()) / max(1e-6, float(t.max() - t.min()))
         out = c1 * (1 - t[..., None]) + c2 * t[..., None]
     elif kind == "plasma":
-        t = sum(_smooth_noise(rng, h, w, c) * wgt for c, wgt in ((3, 0.5), (7, 0.3), (17, 0.2)))
+        t = np.sum([_smooth_noise(rng, h, w, c) * wgt for c, wgt in ((3, 0.5), (7, 0.3), (17, 0.2))], axis=0)
         out = c1 * (1 - t[..., None]) + c2 * t[..., None]
     elif kind == "noise":
         base = c1 * 0.7 + 40
@@ -186,6 +186,8 @@ def generated_background(rng: np.random.Generator, w: int, h: int, kind: str | N
 def photo_background(rng: np.random.Generator, w: int, h: int, refs: tuple[str, ...]) -> tuple[Image.Image, str]:
     ref = str(rng.choice(refs))
     photo = load_photo(ref)
+    if photo is None:
+        raise FileNotFoundError(f"background photo {ref!r} is not installed")
     pw, ph = photo.size
     scale = rng.uniform(0.25, 1.0)  # a random crop of 25–100 % of the photo's fitting window
     fit = min(pw / w, ph / h)
@@ -341,10 +343,11 @@ def product_shot(
     white) or, for ``studio``, a tinted garment filling most of a plain light background."""
     if not studio:
         img = fm_picture(pixels28)
-        box = _alpha_box(pixels28 > 30)
+        drawn = _alpha_box(pixels28 > 30)
+        assert drawn is not None  # a Fashion-MNIST picture always has ink
         return Sample(
             image=img,
-            garments=(TrueGarment(box, int(label), FM_GROUPS[int(label)], index),),
+            garments=(TrueGarment(drawn, int(label), FM_GROUPS[int(label)], index),),
             kind="product",
             source="fashion-mnist",
         )
@@ -356,6 +359,7 @@ def product_shot(
     x = (side - garment.width) // 2 + int(rng.integers(-side // 20, side // 20 + 1))
     y = (side - garment.height) // 2 + int(rng.integers(-side // 20, side // 20 + 1))
     box = _paste(canvas, garment, max(0, x), max(0, y), 0, None)
+    assert box is not None  # centred on the canvas by construction
     return Sample(
         image=canvas,
         garments=(TrueGarment(box, int(label), FM_GROUPS[int(label)], index),),
@@ -441,7 +445,7 @@ def rendered_figure(rng: np.random.Generator, kind: str) -> Image.Image | None:
         )
         ax.axis("off")
     fig.canvas.draw()
-    img = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
+    img = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())  # type: ignore[attr-defined]  # Agg canvas
     plt.close(fig)
     return img
 
@@ -520,6 +524,8 @@ def no_garment_set(
     out = []
     for ref in available(EVAL_PHOTOS) + available(TRAIN_PHOTOS):
         photo = load_photo(ref)
+        if photo is None:  # available() listed it, but it could not be read
+            continue
         out.append(Sample(photo, (), "none", f"photo:{ref}"))
         for _ in range(photo_crops):
             w, h = _canvas_size(rng)
@@ -532,9 +538,9 @@ def no_garment_set(
     for _ in range(texts):
         out.append(Sample(text_screenshot(rng), (), "none", "text"))
     for i in range(figures):
-        img = rendered_figure(rng, ("chart", "bars", "map")[i % 3])
-        if img is not None:
-            out.append(Sample(img, (), "none", f"figure:{('chart', 'bars', 'map')[i % 3]}"))
+        figure = rendered_figure(rng, ("chart", "bars", "map")[i % 3])
+        if figure is not None:
+            out.append(Sample(figure, (), "none", f"figure:{('chart', 'bars', 'map')[i % 3]}"))
     return out
 
 

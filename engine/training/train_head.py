@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from engine.training.evaluation import K, Splits, retrieval_metrics, top_k
@@ -77,7 +78,7 @@ class CosineClassifier(nn.Module):
 
 def extract_maps(
     trunk: nn.Module,
-    pictures: Callable[[int], object],
+    pictures: Callable[[int], Image.Image],
     count: int,
     size: int,
     mean: tuple[float, ...],

@@ -350,7 +350,8 @@ class TrendRunner:
     # ---- the trend task --------------------------------------------------------------
     async def _drive(self, run: _Run, shops: list[Shop]) -> None:
         settings = self.settings
-        status, error = "failed", FAILED
+        status: str = "failed"
+        error: str | None = FAILED
         queue: asyncio.Queue[Any] = asyncio.Queue()
         pump: asyncio.Task[None] | None = None
         renewing: asyncio.Task[None] | None = None
@@ -426,7 +427,7 @@ class TrendRunner:
                     await self.catalogue.save()
                 if status == "done":
                     best = await self._best(run)
-            except Exception:  # noqa: BLE001 - the final snapshot must go out whatever happens
+            except Exception:
                 log.exception("finishing trend %r", run.tag)
             finally:
                 if self._runs.get(run.tag) is run:
@@ -486,7 +487,7 @@ class TrendRunner:
                 if not await trend_store.renew_lease(self.store, run.tag, self._holder):
                     log.warning("trend %r: lost its lease to another worker (this one stalled)", run.tag)
                     return
-            except Exception:  # noqa: BLE001 - retried at the next renewal; the lease outlives one miss
+            except Exception:
                 log.warning("trend %r: renewing the lease failed", run.tag, exc_info=True)
 
     # ---- one batch -----------------------------------------------------------------------
@@ -544,8 +545,8 @@ class TrendRunner:
         same_listing: dict[tuple[str, str], int] = {}  # a page listed twice in one batch
         links: list[tuple[_Fresh, _Candidate]] = []
         for f, found in zip(fresh, neighbours):
-            listing = (f.key.source, f.key.external_id)
-            if listing in same_listing:
+            page = (f.key.source, f.key.external_id)
+            if page in same_listing:
                 continue
             candidates = [
                 _Candidate(pictures[i].shop, *self._fingerprints[i], cosine=c, item_id=i)
@@ -557,7 +558,7 @@ class TrendRunner:
                 candidates.append(_Candidate(other.product.shop, other.sha, other.dhash, cosine, pending=position))
             match = _best_match(f, candidates)
             if match is None:
-                same_listing[listing] = len(new)
+                same_listing[page] = len(new)
                 new.append(f)
             else:
                 links.append((f, match))
@@ -596,7 +597,7 @@ class TrendRunner:
         missing = [p for i, p in pictures.items() if i not in self._fingerprints]
 
         def compute() -> list[tuple[int, tuple[str, int] | None]]:
-            out = []
+            out: list[tuple[int, tuple[str, int] | None]] = []
             for p in missing:
                 try:
                     out.append((p.item_id, fingerprint(p.image)))
@@ -689,7 +690,7 @@ async def _pump(stream: AsyncIterator[Any], queue: asyncio.Queue[Any]) -> None:
             queue.put_nowait(event)
     except asyncio.CancelledError:
         raise
-    except Exception as err:  # noqa: BLE001 - handed to the trend task, which reports it
+    except Exception as err:
         queue.put_nowait(err)
     finally:
         queue.put_nowait(_END)

@@ -99,7 +99,7 @@ def fold_batch_norms(model: torch.nn.Module) -> torch.nn.Module:
 
     try:
         return fuse(copy.deepcopy(model).eval())
-    except Exception as err:  # noqa: BLE001 - an untraceable model still works unfused
+    except Exception as err:
         log.info("batch-norm folding skipped: %s", err)
         return model
 
@@ -225,7 +225,9 @@ class Embedder:
         """Features for uint8 NHWC pixels, L2-normalised, float32. ``reference``: the plain
         fp32 model (what agreement is measured against)."""
         n = len(pixels)
-        model = self.reference if reference or (n <= SMALL_BATCH and self.small_batch_fp32) else self.model
+        model: Callable[..., torch.Tensor] = (
+            self.reference if reference or (n <= SMALL_BATCH and self.small_batch_fp32) else self.model
+        )
         if self._compiled is not None and not reference and n <= self.buckets[-1]:
             model = self._compiled
             bucket = next(b for b in self.buckets if b >= n)
@@ -257,7 +259,7 @@ class Embedder:
                 x = torch.zeros(b, 3, size, size).contiguous(memory_format=torch.channels_last)
                 with torch.inference_mode():
                     compiled(x)
-        except Exception as err:  # noqa: BLE001 - no compiler, unsupported op: run eagerly
+        except Exception as err:
             log.warning("torch.compile failed, running eagerly: %s", err)
             self.buckets = ()
             return
@@ -432,7 +434,7 @@ class Embedder:
             return
         try:
             call.future.set_result(call.fn())
-        except BaseException as err:  # noqa: BLE001 - handed to the caller
+        except BaseException as err:
             call.future.set_exception(err)
 
     def _process(self, jobs: list[_Job]) -> None:

@@ -31,7 +31,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -373,8 +373,11 @@ def scan_tensor(img: Image.Image, side: int = SCAN_SIDE) -> torch.Tensor:
     return torch.from_numpy(arr / 127.5 - 1.0).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
-def trunk_maps(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lite0's stride-16 map (112 channels) and its final 1280-channel stride-32 map."""
+def trunk_maps(model: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lite0's stride-16 map (112 channels) and its final 1280-channel stride-32 map.
+
+    ``model`` is Any: Lite0's submodules (``_conv_stem``, ``_blocks``, ...) are attributes
+    that ``nn.Module.__getattr__`` resolves at run time, which a type checker can't see."""
     z = model.act(model._bn0(model._conv_stem(x)))
     for i, block in enumerate(model._blocks):
         z = block(z)
@@ -518,7 +521,7 @@ class GarmentFinder:
         use_cam: bool = True,
         use_head: bool = True,
     ) -> None:
-        self.model = (model if model is not None else load_lite0()).eval()
+        self.model: Any = (model if model is not None else load_lite0()).eval()  # see trunk_maps
         self.side = side
         self.head: GarmentHead | None = None
         self.head_fingerprint = ""
@@ -539,7 +542,7 @@ class GarmentFinder:
         self._cam_words = [CAM_CLASSES[i][0] for i in sorted(CAM_CLASSES)]
 
     @classmethod
-    def for_backbone(cls, backbone, head_path: Path | None = HEAD_PATH, **kw) -> GarmentFinder:  # noqa: ANN001
+    def for_backbone(cls, backbone, head_path: Path | None = HEAD_PATH, **kw) -> GarmentFinder:
         """Share the serving backbone's Lite0 when it is the plain ImageNet Lite0; otherwise
         (ResNet-50, another Lite, a fine-tuned head) load Lite0 for the finder (+~19 MB)."""
         from engine.vision.efficientnet_lite import EfficientNetLite
@@ -611,8 +614,14 @@ class GarmentFinder:
         heat = m.get("garment")
         # A product shot: one object on a plain background that the maps agree is clothing (a
         # scene on a plain wall with two small garments is not one: its garments don't cover it).
-        if check.is_product and score >= t.product and (not found or max(g.box.iou(check.box) for g in found) >= 0.3):
-            return GarmentScan((self._product_garment(check.box, m, found),), round(score, 4), True, heat)
+        box = check.box
+        if (
+            check.is_product
+            and box is not None
+            and score >= t.product
+            and (not found or max(g.box.iou(box) for g in found) >= 0.3)
+        ):
+            return GarmentScan((self._product_garment(box, m, found),), round(score, 4), True, heat)
         if score < t.clothing or not found:
             return GarmentScan((), round(score, 4), False)
         return GarmentScan(tuple(found), round(score, 4), False, heat)
@@ -625,8 +634,8 @@ class GarmentFinder:
         if self.head is not None:
             classes = m["classes"][:, ys, xs].sum(axis=(1, 2))
             groups = np.zeros(len(GROUPS))
-            for c, g in enumerate(FM_GROUPS):
-                groups[GROUPS.index(g)] += classes[c]
+            for c, name in enumerate(FM_GROUPS):
+                groups[GROUPS.index(name)] += classes[c]
             g = int(groups.argmax())
             best = max((c for c in range(len(FM_GROUPS)) if GROUPS.index(FM_GROUPS[c]) == g), key=lambda c: classes[c])
             conf = float(groups[g] / max(1e-6, groups.sum()))
@@ -634,8 +643,8 @@ class GarmentFinder:
         if found:
             return FoundGarment(box, found[0].group, found[0].label, found[0].confidence)
         cam = m["cam_groups"][:, ys, xs].sum(axis=(1, 2))
-        g = int(cam.argmax())
-        return FoundGarment(box, GROUPS[g] if cam[g] > 0 else "other", "item", round(float(_peak(m["cam"])), 4))
+        top = int(cam.argmax())
+        return FoundGarment(box, GROUPS[top] if cam[top] > 0 else "other", "item", round(float(_peak(m["cam"])), 4))
 
     def _from_head(self, m: dict) -> list[FoundGarment]:
         from scipy import ndimage

@@ -148,7 +148,7 @@ def read_head(path: Path) -> dict:
         )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - a torn or foreign file
+    except Exception as err:
         raise BackboneUnavailable(f"{path} is not a fashionbot head file ({type(err).__name__}).") from None
     if not isinstance(payload, dict) or payload.get("format") != HEAD_FORMAT:
         raise BackboneUnavailable(f"{path} is not a fashionbot head file (format {HEAD_FORMAT} expected).")

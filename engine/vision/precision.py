@@ -95,7 +95,7 @@ class PrecisionPlans:
     """Builds the fp32 model once and any mixed variant from it; the folded fp32 stages
     are shared, only the bf16 part is a copy."""
 
-    def __init__(self, model: nn.Module, fold) -> None:  # noqa: ANN001 - fold: module -> module
+    def __init__(self, model: nn.Module, fold) -> None:
         split = model_stages(model)
         if split is None:
             self.body: list[nn.Module] = [fold(model)]

@@ -14,7 +14,7 @@ def next_page_url(soup: BeautifulSoup, page_url: str, selector: str | None = Non
     if selector:
         try:
             element = soup.select_one(selector)
-        except Exception:  # noqa: BLE001 - a bad selector from config must not break a crawl
+        except Exception:
             element = None
         if element is not None:
             href = _href(element)

@@ -19,7 +19,7 @@ def url(db_url, tmp_path: Path) -> str:
     return db_url or f"sqlite+aiosqlite:///{tmp_path / 'm.sqlite3'}"
 
 
-def _schema(conn) -> dict:  # noqa: ANN001 - a sync Connection
+def _schema(conn) -> dict:
     insp = inspect(conn)
     out = {}
     for t in insp.get_table_names():

@@ -144,7 +144,7 @@ async def test_one_process_holds_a_singleton_role(workers) -> None:
     assert await b.store.try_singleton("telegram-polling")
 
 
-async def test_a_trend_runs_once_across_workers_and_the_other_shows_its_progress(workers, loopback_spy) -> None:  # noqa: F811
+async def test_a_trend_runs_once_across_workers_and_the_other_shows_its_progress(workers, loopback_spy) -> None:
     async with FakeShop("jsonld", n_products=8, page_delay=0.4) as shop:
         a, b, _ = await workers([shop])
         first = a.trend("dress", ALICE)
@@ -170,7 +170,7 @@ async def test_a_trend_runs_once_across_workers_and_the_other_shows_its_progress
     assert {s.item.id for s in b_snaps[-1].best} <= set(await trend_store.items_with_tag(a.store, "dress"))
 
 
-async def test_an_expired_lease_is_taken_over(workers, loopback_spy) -> None:  # noqa: F811
+async def test_an_expired_lease_is_taken_over(workers, loopback_spy) -> None:
     """A worker that died mid-trend (on another machine: no pid to check) stops renewing;
     at expiry the next run of the tag takes it over and finishes the trend."""
     async with FakeShop("jsonld", n_products=3) as shop:

@@ -68,7 +68,7 @@ async def send_photo_and_wait(api, user_id: int, jpeg: bytes, *, as_document: bo
     return album, keyboard
 
 
-async def reply_to(api, user_id: int, update: dict, n: int = 1, timeout: float = 15) -> str:  # noqa: ASYNC109 - a test helper, its own deadline
+async def reply_to(api, user_id: int, update: dict, n: int = 1, timeout: float = 15) -> str:
     """Push an update, wait for the n-th text message to that chat, return it."""
     before = len(api.calls_of("sendMessage", user_id))
     api.push_update(update)

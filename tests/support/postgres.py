@@ -75,7 +75,7 @@ class PostgresCluster:
             return argv
         return ["runuser", "-u", self.user, "--", *argv]
 
-    def run(self, argv: list[str], **kw) -> subprocess.CompletedProcess:  # noqa: ANN003
+    def run(self, argv: list[str], **kw) -> subprocess.CompletedProcess:
         return subprocess.run(self._as_user(argv), check=True, capture_output=True, text=True, **kw)
 
     def psql(self, sql: str, database: str = "postgres") -> str:

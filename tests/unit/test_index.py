@@ -110,7 +110,7 @@ def test_adds_beside_searches_are_safe() -> None:
             while not stop.is_set():
                 ids, _ = index.search(vecs[0], 10)
                 assert ids[0] == 0
-        except BaseException as err:  # noqa: BLE001 - surface anything to the test
+        except BaseException as err:
             errors.append(err)
 
     threads = [threading.Thread(target=searcher) for _ in range(3)]
@@ -140,7 +140,7 @@ def test_racing_saves_and_a_save_overlapping_adds(tmp_path) -> None:
         def body() -> None:
             try:
                 job()
-            except BaseException as err:  # noqa: BLE001 - surface anything to the test
+            except BaseException as err:
                 errors.append(err)
 
         thread = threading.Thread(target=body)

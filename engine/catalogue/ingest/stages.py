@@ -106,7 +106,7 @@ class Decoder:
             return None
         try:
             return await self._fetch(row.url)
-        except Exception as err:  # noqa: BLE001 - per-row: reported with its line, the ingest goes on
+        except Exception as err:
             return describe_failure(err)
 
     def _decode_slice(self, rows: list[Row], fetched: list[bytes | str | None]) -> list[PreparedImage | str]:
@@ -118,7 +118,7 @@ class Decoder:
                 continue
             try:
                 out.append(self._prepare(row, data))
-            except Exception as err:  # noqa: BLE001 - per-row, as above
+            except Exception as err:
                 out.append(describe_failure(err))
         return out
 

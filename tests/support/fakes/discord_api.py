@@ -415,7 +415,7 @@ class FakeDiscord:
     async def wait_for(
         self,
         predicate: Callable[[], Any],
-        timeout: float = 30.0,  # noqa: ASYNC109 - a test helper, its own deadline
+        timeout: float = 30.0,
         what: str = "condition",
         fail: Callable[[], str | None] | None = None,
     ) -> Any:
@@ -450,12 +450,12 @@ class FakeDiscord:
             if reason and reason not in self.problems:
                 self.problems.append(reason)
 
-    async def wait_identified(self, timeout: float = 30.0) -> dict[str, Any]:  # noqa: ASYNC109 - a test helper, its own deadline
+    async def wait_identified(self, timeout: float = 30.0) -> dict[str, Any]:
         count = len(self.identifies)
         await self.wait_for(lambda: len(self.identifies) > count or self._identified.is_set(), timeout, "IDENTIFY")
         return self.identifies[-1]
 
-    async def wait_answer(self, ix: FakeInteraction, timeout: float = 60.0) -> SentMessage:  # noqa: ASYNC109 - a test helper, its own deadline
+    async def wait_answer(self, ix: FakeInteraction, timeout: float = 60.0) -> SentMessage:
         """The message that answers an interaction (after any "thinking…")."""
         await self.wait_for(
             lambda: ix.answered, timeout, f"an answer to interaction {ix.id}", fail=lambda: self.unacknowledged(ix)
@@ -463,7 +463,7 @@ class FakeDiscord:
         assert ix.original is not None
         return ix.original
 
-    async def wait_reply(self, to_message: dict[str, Any], timeout: float = 60.0) -> SentMessage:  # noqa: ASYNC109 - a test helper, its own deadline
+    async def wait_reply(self, to_message: dict[str, Any], timeout: float = 60.0) -> SentMessage:
         """The bot's reply to a user's message (a channel message referencing it)."""
 
         def found() -> SentMessage | None:

@@ -224,7 +224,7 @@ class FakeBotAPI:
             asyncio.set_event_loop(loop)
             try:
                 loop.run_until_complete(self._serve())
-            except BaseException as err:  # noqa: BLE001 - reported to start()
+            except BaseException as err:
                 failure.append(err)
                 ready.set()
                 return
@@ -360,7 +360,7 @@ class FakeBotAPI:
                     "file_size": small.declared_size,
                 }
             )
-        except Exception:  # noqa: BLE001 - not a picture PIL can thumbnail
+        except Exception:
             w = h = 1280
         full = self.add_file(jpeg, declared_size=declared_size)
         sizes.append(
@@ -490,7 +490,7 @@ class FakeBotAPI:
         self,
         method: str,
         predicate: Callable[[Call], bool] | None = None,
-        timeout: float = 15.0,  # noqa: ASYNC109 - a test helper, its own deadline
+        timeout: float = 15.0,
         *,
         count: int = 1,
         ok: bool | None = True,
@@ -674,7 +674,7 @@ class FakeBotAPI:
             with Image.open(io.BytesIO(data)) as img:
                 img.load()
                 w, h = img.size
-        except Exception:  # noqa: BLE001
+        except Exception:
             raise ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED") from None
         if w + h > 10000 or max(w, h) / max(1, min(w, h)) > 20:
             raise ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")

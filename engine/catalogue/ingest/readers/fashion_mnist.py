@@ -54,7 +54,7 @@ def load_fashion_mnist(split: str = "train", root: Path | None = None) -> tuple[
 
         ds = FashionMNIST(root="data", train=split == "train", download=True)
         return ds.data.numpy(), ds.targets.numpy()
-    except Exception as err:  # noqa: BLE001 - any failure means "not available here"
+    except Exception as err:
         raise FileNotFoundError(
             "Fashion-MNIST not found: install Debian's dataset-fashion-mnist "
             f"(apt-get install dataset-fashion-mnist) or go online ({err})"
