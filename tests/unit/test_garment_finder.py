@@ -25,7 +25,7 @@ def finder() -> gm.GarmentFinder:
 def _photo(ref: str) -> Image.Image:
     img = gs.load_photo(ref)
     if img is None:
-        pytest.skip(f"{ref} is not installed (dev extras)")
+        pytest.fail(f"{ref} is not installed: scripts/install.sh installs the dev extras (scikit-image)")
     return img
 
 
