@@ -82,6 +82,11 @@ class FashionAPI(Protocol):
 
     async def popular(self, k: int = 10) -> list[ScoredItem]: ...
 
+    async def claim_role(self, name: str) -> bool:
+        """Take a role one process of all the workers sharing the database may play (e.g.
+        Telegram long polling); False when another process holds it. Held until close."""
+        ...
+
 
 @runtime_checkable
 class AdminAPI(FashionAPI, Protocol):

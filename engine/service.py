@@ -508,6 +508,13 @@ class FashionService:
         """Recent trends, each with the number of catalogue items carrying its tag."""
         return await self._trends.trends()
 
+    async def claim_role(self, name: str) -> bool:
+        """Take a role only one process among all workers on this database may play (e.g.
+        ``"telegram-polling"``: Telegram hands each update to one ``getUpdates`` caller, so
+        two pollers would fight over them). True when this process holds it; it is held until
+        :meth:`close`, and freed by the database or the OS when the process dies."""
+        return await self.store.try_singleton(name)
+
     async def about(self) -> About:
         return About(
             backbone=self.backbone.name,

@@ -33,6 +33,22 @@ class MissingToken(RuntimeError):
         super().__init__("No Telegram bot token: set TELEGRAM_BOT_TOKEN to the token @BotFather gave you.")
 
 
+POLLING_ROLE = "telegram-polling"  # the role (``FashionAPI.claim_role``) one long-polling process holds
+
+
+class PollingTaken(RuntimeError):
+    """Another process on this database already long-polls Telegram. Telegram gives each
+    update to one ``getUpdates`` caller and answers a second poller 409 Conflict, so two
+    pollers would each lose updates; this stops the second one with a line that says what
+    to do instead."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Another fashionbot process is already polling Telegram with this database; run several "
+            "workers with a webhook (`fashionbot telegram --webhook-url https://…`) instead."
+        )
+
+
 # ---- building and running --------------------------------------------------------------
 def _token(settings: Settings) -> str:
     secret = settings.telegram_bot_token
@@ -103,8 +119,12 @@ async def run_telegram(
     (the public https URL Telegram posts to) is given; the local server listens on
     ``listen:port`` at the same path, behind the TLS proxy that URL points at.
 
-    Raises `MissingToken`, or `telegram.error.InvalidToken` when Telegram rejects the
-    token (`main_line_error` turns both into one line). Sets ``ready`` once serving.
+    Long polling first takes the ``telegram-polling`` role through the service (one process
+    per database; webhooks scale out and need no role).
+
+    Raises `MissingToken`, `PollingTaken` when another process already polls, or
+    `telegram.error.InvalidToken` when Telegram rejects the token (`main_line_error` turns
+    each into one line). Sets ``ready`` once serving.
     """
     app = build_application(
         service,
@@ -113,6 +133,8 @@ async def run_telegram(
         base_file_url=base_file_url,
         max_messages_per_second=max_messages_per_second,
     )
+    if not webhook_url and not await service.claim_role(POLLING_ROLE):
+        raise PollingTaken()
     async with app:  # initialize (getMe: checks the token) ... shutdown
         await describe_bot(app)
         updater = app.updater
@@ -181,7 +203,7 @@ def freeze_startup_heap() -> None:
 
 def main_line_error(err: BaseException) -> str | None:
     """One clear line for a startup error the operator can fix, else None."""
-    if isinstance(err, MissingToken):
+    if isinstance(err, MissingToken | PollingTaken):
         return str(err)
     if isinstance(err, InvalidToken):
         return "Telegram rejected the bot token (TELEGRAM_BOT_TOKEN): check it with @BotFather."
