@@ -22,7 +22,7 @@ step() {  # step "what" command...: one line, the command's output in the log
   fi
 }
 
-apt_packages=(dataset-fashion-mnist chromium chromium-driver postgresql)
+apt_packages=(dataset-fashion-mnist chromium chromium-driver postgresql fonts-noto-color-emoji)  # the font: 👍/👎 in scripts/screenshots.py
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
