@@ -7,7 +7,7 @@
 What runs: the real ``run_telegram`` (python-telegram-bot Application, long polling,
 AIORateLimiter at Telegram's 30 requests/s) over the real engine (EfficientNet-Lite0,
 hnswlib, SQLite) with a catalogue of Fashion-MNIST training images, against the fake
-Bot API from ``tests/fakes/telegram_api.py`` running in its own thread. Latency is
+Bot API from ``tests/support/fakes/telegram_api.py`` running in its own thread. Latency is
 from the moment an update is queued in the fake until the album request arrives
 there. Each round uses new users (a first photo each) and, after round 1, pictures
 Telegram already has (file_id reuse). A second pass turns the flood limiter off to
@@ -38,13 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import machine, save  # noqa: E402
 from engine.config import Settings  # noqa: E402
-from tests.support.fakes.telegram_api import (  # noqa: E402
-    FakeBotAPI,
-    LoopStallMonitor,
-    RunningBot,
-    bot_settings,
-    percentile,
-)
+from tests.support.fakes.telegram_api import FakeBotAPI, RunningBot, bot_settings  # noqa: E402
+from tests.support.loop_monitor import LoopStallMonitor, percentile  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Telegram"
@@ -175,7 +170,7 @@ def write_docs(payload: dict) -> None:
 `bench/bench_telegram.py` ({m["date"]}): {users} users each send a photo at the same moment, {rounds} rounds
 (new users each round; p50/p95 are the median over rounds, max and stalls the worst), real `run_telegram`
 (python-telegram-bot {payload["ptb"]}, long polling) over the real engine (EfficientNet-Lite0,
-{payload["catalogue"]} Fashion-MNIST items, SQLite) against the fake Bot API (`tests/fakes/telegram_api.py`,
+{payload["catalogue"]} Fashion-MNIST items, SQLite) against the fake Bot API (`tests/support/fakes/telegram_api.py`,
 in its own thread). Latency: update queued → album request received. Machine: {m["cpu"] or "unknown CPU"},
 {m["cores"]} cores, load average {m["load_average"][0]:.1f} at the start (shared with other work).
 

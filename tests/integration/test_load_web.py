@@ -33,7 +33,7 @@ from bench.bench_load import record
 from bot import render
 from bot.web import build_web_app
 from engine.catalogue.ingest import FASHION_MNIST_CLASSES
-from tests.support.fakes.telegram_api import LoopStallMonitor, PeakRss, percentile
+from tests.support.loop_monitor import LoopStallMonitor, PeakRss, percentile
 
 pytestmark = pytest.mark.slow
 

@@ -36,7 +36,8 @@ from bot.telegram import (
     run_telegram,
 )
 from db.models import FeedbackRow, PhotoRow, RecommendationRow
-from tests.support.fakes.telegram_api import Call, RunningBot, bot_settings, fake_api_fixture, png_header_only
+from tests.support.fakes.telegram_api import RunningBot, bot_settings, fake_api_fixture
+from tests.support.fakes.telegram_rules import Call, png_header_only
 
 CAPTION_RE = re.compile(r"^(\d+)\. (.+) · (.+) · (\d+)% similar$")
 

@@ -19,14 +19,8 @@ import pytest
 from bench.bench_load import record
 from bot import render
 from engine.catalogue.ingest import FASHION_MNIST_CLASSES
-from tests.support.fakes.telegram_api import (
-    LoopStallMonitor,
-    PeakRss,
-    RunningBot,
-    bot_settings,
-    fake_api_fixture,
-    percentile,
-)
+from tests.support.fakes.telegram_api import RunningBot, bot_settings, fake_api_fixture
+from tests.support.loop_monitor import LoopStallMonitor, PeakRss, percentile
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from bot.telegram.text import fit, split_message, tg_len
 from bot.urls import is_public_url
 from engine.errors import BadImage
 from engine.types import Item, ScoredItem
-from tests.support.fakes.telegram_api import public_url_problem
+from tests.support.fakes.telegram_rules import public_url_problem
 
 
 def display_jpeg(data: bytes) -> bytes:
