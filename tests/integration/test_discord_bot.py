@@ -25,14 +25,8 @@ from bot import render
 from bot.discord import FEEDBACK_TEMPLATE, HELP, SWITCH_TEMPLATE, DiscordStartError, run_discord
 from bot.urls import public_url as public_http_url
 from engine.vision.images import BadImage, open_image
-from tests.support.fakes.discord_api import (
-    DIRECT_MESSAGES,
-    GUILD_MESSAGES,
-    GUILDS,
-    PRIVILEGED,
-    FakeDiscord,
-    SentMessage,
-)
+from tests.support.fakes.discord_api import FakeDiscord
+from tests.support.fakes.discord_rules import DIRECT_MESSAGES, GUILD_MESSAGES, GUILDS, PRIVILEGED, SentMessage
 
 pytestmark = pytest.mark.slow
 

@@ -10,14 +10,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from tests.support.fakes.discord_api import (
-    DIRECT_MESSAGES,
-    GUILD_MESSAGES,
-    GUILDS,
-    LOADING,
-    MESSAGE_CONTENT,
-    FakeDiscord,
-)
+from tests.support.fakes.discord_api import FakeDiscord
+from tests.support.fakes.discord_rules import DIRECT_MESSAGES, GUILD_MESSAGES, GUILDS, LOADING, MESSAGE_CONTENT
 
 INTENTS = GUILDS | GUILD_MESSAGES | DIRECT_MESSAGES
 
