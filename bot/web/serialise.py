@@ -3,6 +3,7 @@ progress, styles."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from aiohttp import web
@@ -83,7 +84,13 @@ def progress_json(p: TrendProgress) -> dict[str, Any]:
 
 
 def json_error(status: int, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": message, **extra}, status=status)
+    """An error as JSON; with ``retry_after`` (a 429 or 503) also the standard ``Retry-After``
+    header in whole seconds, so outside clients and proxies back off without reading the body."""
+    headers = {}
+    wait = extra.get("retry_after")
+    if isinstance(wait, int | float):
+        headers["Retry-After"] = str(max(1, math.ceil(wait)))
+    return web.json_response({"error": message, **extra}, status=status, headers=headers)
 
 
 def style_json(s: StyleSummary, collage_url: str | None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 from collections.abc import AsyncIterator
 
@@ -216,7 +217,10 @@ async def test_rate_limit(make_client):
     client = await make_client(rate_limit_per_minute=2)
     answers = [await client.post("/api/recommend", data=photo_form(b"x"), headers=origin(client)) for _ in range(3)]
     assert [a.status for a in answers] == [400, 400, 429]
-    assert (await answers[2].json())["error"].startswith("You're sending photos faster than I can look at them.")
+    limited = await answers[2].json()
+    assert limited["error"].startswith("You're sending photos faster than I can look at them.")
+    # the standard header agrees with the body, in whole seconds (rounded up)
+    assert 1 <= int(answers[2].headers["Retry-After"]) == math.ceil(limited["retry_after"]) <= 60
 
 
 async def test_feedback_validation(make_client):
