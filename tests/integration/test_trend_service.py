@@ -167,6 +167,12 @@ async def test_two_shops_with_hostile_pages(open_service, loopback_spy: ConnectS
     assert sorted(s.item.id for s in final.best) == sorted(items)
     assert all(len(s.offers) == 1 for s in final.best)
 
+    # /forget: the trend's items stay in the catalogue, but nothing ties the tag to alice
+    await svc.forget(ALICE)
+    (row,) = await trend_store.trend_rows(svc.store, "dress")
+    assert row.started_by is None and await svc.store.user_id("test", "alice", create=False) is None
+    assert [(t.tag, t.item_count) for t in await svc.trends()] == [("dress", 6)]
+
 
 # ---- joining, limits, live indexing, re-runs -----------------------------------------------
 async def test_join_limits_live_index_and_rerun(open_service, loopback_spy: ConnectSpy) -> None:
