@@ -362,6 +362,9 @@ class TrendRunner:
                 run.touched_ids.update(await trend_store.items_with_tag(self.store, run.tag))
                 await self.catalogue.follow()  # its items, in this worker's index too
                 return
+            # Taken over from a worker that died: the progress shown from its row is not this
+            # run's (it would add up to more than the shops have), so this run counts from zero.
+            run.shops_searched = run.found = run.indexed = run.skipped = 0
             renewing = asyncio.create_task(self._renew_lease(run), name=f"trend-lease:{run.tag}")
             user_id = None
             if run.user is not None:
