@@ -45,7 +45,10 @@ if str(ROOT) not in sys.path:
 
 from bench.common import machine, save  # noqa: E402
 from engine.training import garment_scenes as gs  # noqa: E402
+from engine.vision import garment_boxes as gb  # noqa: E402
+from engine.vision import garment_vocabulary as gv  # noqa: E402
 from engine.vision import garments as gm  # noqa: E402
+from engine.vision import product_shot as ps  # noqa: E402
 
 K = 10
 CATALOGUE = 2000
@@ -89,7 +92,7 @@ def search(vectors: np.ndarray, catalogue: np.ndarray, allowed: np.ndarray | Non
 
 
 def iou(a, b) -> float:
-    return gm.Box(*a).iou(gm.Box(*b))
+    return gb.Box(*a).iou(gb.Box(*b))
 
 
 # ---- one variant over one set ---------------------------------------------------------------
@@ -114,7 +117,7 @@ def evaluate(samples, scans, crops_vec, whole_vec, cat_vec, cat_labels, cat_grou
             if ious and best > 0.1:
                 g = scan.garments[j]
                 strict = cat_groups == g.group
-                related = np.isin(cat_groups, gm.search_groups(g.group))
+                related = np.isin(cat_groups, gv.search_groups(g.group))
                 res = search(cv[j : j + 1], cat_vec, strict[None] if strict.sum() >= K else None)[0]
                 prec_strict = float((cat_labels[res] == t.label).mean())
                 res = search(cv[j : j + 1], cat_vec, related[None] if related.sum() >= K else None)[0]
@@ -136,7 +139,7 @@ def evaluate(samples, scans, crops_vec, whole_vec, cat_vec, cat_labels, cat_grou
                 "garments": truths,
                 "recall_iou50": round(hits / truths, 4),
                 "group_accuracy": round(group_ok / max(1, hits), 4),
-                "p10_per_garment": round(float(np.mean(p_garment)), 4),  # search in gm.search_groups(group)
+                "p10_per_garment": round(float(np.mean(p_garment)), 4),  # search in gv.search_groups(group)
                 "p10_per_garment_strict_group": round(float(np.mean(p_strict)), 4),
                 "p10_whole_photo": round(float(np.mean(p_whole)), 4),
             }
@@ -160,7 +163,7 @@ def run_variant(
     scans = [finder.decide(c, m) for c, m in zip(checks, maps)]
     crops = [
         [
-            gm.cutout(s.image, g.box, scan.heat) if cut and not scan.product_shot else gm.crop(s.image, g.box)
+            gb.cutout(s.image, g.box, scan.heat) if cut and not scan.product_shot else gb.crop(s.image, g.box)
             for g in scan.garments
         ]
         for s, scan in zip(samples, scans)
@@ -182,7 +185,7 @@ def calibrate(finder: gm.GarmentFinder, n: int = 400, seed: int = 99) -> dict:
     f = gm.GarmentFinder(finder.model, None, side=finder.side, thresholds=loose, use_cam=finder.use_cam)
     f.head, f.head_meta = finder.head, finder.head_meta
     scores = np.array(
-        [f.decide(gm.ProductCheck(False, None, ""), finder.maps(s.image)).clothing_score for s in samples]
+        [f.decide(ps.ProductCheck(False, None, ""), finder.maps(s.image)).clothing_score for s in samples]
     )
     neg = np.array([not s.garments for s in samples])
     grid = np.round(np.arange(0.05, 0.96, 0.01), 2)
@@ -219,10 +222,10 @@ def latency(
             t0 = time.perf_counter()
             scan = finder.scan(img)
             if scan.garments:
-                pieces = [gm.cutout(img, g.box, scan.heat) if cut else gm.crop(img, g.box) for g in scan.garments]
+                pieces = [gb.cutout(img, g.box, scan.heat) if cut else gb.crop(img, g.box) for g in scan.garments]
                 vecs = embed(pieces, side=crop_side)
                 for g, v in zip(scan.garments, vecs):
-                    search(v[None], cat_vec, np.isin(cat_groups, gm.search_groups(g.group))[None])
+                    search(v[None], cat_vec, np.isin(cat_groups, gv.search_groups(g.group))[None])
             garment.append(time.perf_counter() - t0)
     p50w, p50g = statistics.median(whole), statistics.median(garment)
     return {
@@ -319,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     x_train, y_train = gs._fm("train")
     cat_vec = embed([gs.fm_picture(x_train[i]) for i in range(CATALOGUE)])
     cat_labels = y_train[:CATALOGUE]
-    cat_groups = np.array([gm.FM_GROUPS[c] for c in cat_labels])
+    cat_groups = np.array([gv.FM_GROUPS[c] for c in cat_labels])
     catalogue = (cat_vec, cat_labels, cat_groups)
 
     finder = gm.GarmentFinder(model, args.head, side=args.side)
@@ -352,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     examples: list[tuple[str, Image.Image, tuple]] = []
     for name, samples in sets.items():
         t0 = time.perf_counter()
-        checks = [gm.product_check(s.image) for s in samples]
+        checks = [ps.product_check(s.image) for s in samples]
         maps = [finder.maps(s.image) for s in samples]
         whole = embed([s.image for s in samples])
         report["sets"][name] = {}
@@ -393,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     for side in [int(s) for s in args.sides.split(",") if s]:
         f = gm.GarmentFinder(model, args.head, side=side)
         sub = sets["garment_in_scene"][:80] + sets["outfits"][:60]
-        checks = [gm.product_check(s.image) for s in sub]
+        checks = [ps.product_check(s.image) for s in sub]
         maps = [f.maps(s.image) for s in sub]
         whole = embed([s.image for s in sub])
         fig, _ = run_variant(f, sub, checks, maps, embed, whole, catalogue)

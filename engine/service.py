@@ -49,8 +49,10 @@ from engine.types import (
 from engine.vision.backbones import LoadedBackbone
 from engine.vision.embedder import Embedder
 from engine.vision.encoder import Encoder, PreparedImage
-from engine.vision.garments import Box as FinderBox
-from engine.vision.garments import GarmentFinder, crop, group_of_category
+from engine.vision.garment_boxes import Box as FinderBox
+from engine.vision.garment_boxes import crop
+from engine.vision.garment_vocabulary import group_of_category
+from engine.vision.garments import GarmentFinder
 from engine.vision.models import load_model
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from engine.catalogue.index import IndexMeta, IndexMismatch, VectorIndex
 from engine.config import EngineSettings
 from engine.errors import EmptyCatalogue, IndexOutOfDate
 from engine.vision.backbones import LoadedBackbone
-from engine.vision.garments import search_groups
+from engine.vision.garment_vocabulary import search_groups
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-# Fashion-MNIST class index → garment group (engine.vision.garments.CATEGORY_GROUPS agrees).
+# Fashion-MNIST class index → garment group (engine.vision.garment_vocabulary.CATEGORY_GROUPS agrees).
 FM_GROUPS = ("top", "bottoms", "top", "dress", "outerwear", "shoes", "top", "shoes", "bag", "shoes")
 TOPS = (0, 2, 3, 4, 6)  # what goes above in an outfit (T-shirt, pullover, dress, coat, shirt)
 BELOW = (5, 7, 9, 8)  # shoes (sandal, sneaker, ankle boot) or a bag

@@ -28,8 +28,7 @@ import hashlib
 import importlib
 import io
 import logging
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,308 +37,25 @@ import torch
 from PIL import Image
 from torch import nn
 
+from engine.vision.garment_boxes import Box, FoundGarment, GarmentScan
+from engine.vision.garment_vocabulary import (
+    CAM_CLASSES,
+    FM_GROUPS,
+    FM_WORDS,
+    GROUPS,
+)
+from engine.vision.product_shot import ProductCheck, product_check
+
 if TYPE_CHECKING:
     from engine.vision.efficientnet_lite import EfficientNetLite
 
+
 log = logging.getLogger(__name__)
 
-GROUPS = ("top", "outerwear", "dress", "bottoms", "shoes", "bag", "other")
 HEAD_PATH = Path(__file__).with_name("garment_head.pt")
 HEAD_FORMAT = "fashionbot-garment-head/1"
 SCAN_SIDE = 256  # long side of the picture the scan runs on (measured in bench/bench_garments.py)
 CUT16 = 11  # Lite0 blocks [0, 11) end at stride 16 (112 channels)
-
-# Fashion-MNIST's classes, in its order, with their groups and plain words.
-FM_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-FM_GROUPS = ("top", "bottoms", "top", "dress", "outerwear", "shoes", "top", "shoes", "bag", "shoes")
-FM_WORDS = ("T-shirt", "trousers", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")
-
-# Lite0's ImageNet clothing classes (index: word, group), checked against the ImageNet
-# class list torchvision ships (ResNet50_Weights.IMAGENET1K_V2.meta["categories"]).
-CAM_CLASSES: dict[int, tuple[str, str]] = {
-    610: ("jersey", "top"),
-    841: ("sweatshirt", "top"),
-    474: ("cardigan", "top"),
-    697: ("pajama", "top"),
-    459: ("bra", "top"),
-    445: ("bikini", "top"),
-    638: ("swimsuit", "top"),
-    639: ("swimsuit", "top"),
-    834: ("suit", "outerwear"),
-    869: ("trench coat", "outerwear"),
-    568: ("fur coat", "outerwear"),
-    617: ("lab coat", "outerwear"),
-    652: ("uniform", "outerwear"),
-    735: ("poncho", "outerwear"),
-    501: ("cloak", "outerwear"),
-    465: ("vest", "outerwear"),
-    824: ("stole", "outerwear"),
-    400: ("academic gown", "outerwear"),
-    887: ("vestment", "outerwear"),
-    578: ("gown", "dress"),
-    614: ("kimono", "dress"),
-    399: ("abaya", "dress"),
-    601: ("hoopskirt", "dress"),
-    689: ("overskirt", "dress"),
-    775: ("sarong", "dress"),
-    411: ("apron", "dress"),
-    608: ("jeans", "bottoms"),
-    655: ("miniskirt", "bottoms"),
-    842: ("swimming trunks", "bottoms"),
-    774: ("sandal", "shoes"),
-    770: ("running shoe", "shoes"),
-    514: ("cowboy boot", "shoes"),
-    630: ("loafer", "shoes"),
-    502: ("clog", "shoes"),
-    806: ("sock", "shoes"),
-    748: ("purse", "bag"),
-    414: ("backpack", "bag"),
-    636: ("mailbag", "bag"),
-    893: ("wallet", "bag"),
-    457: ("bow tie", "other"),
-    906: ("tie", "other"),
-    451: ("bolo tie", "other"),
-    515: ("cowboy hat", "other"),
-    808: ("sombrero", "other"),
-    452: ("bonnet", "other"),
-    658: ("mitten", "other"),
-}
-
-# Catalogue category words → group (Fashion-MNIST's ten, Merchant/Kaggle feed words).
-CATEGORY_GROUPS: dict[str, str] = {
-    **{c.lower(): g for c, g in zip(FM_CLASSES, FM_GROUPS)},
-    **{w.lower(): g for w, g in zip(FM_WORDS, FM_GROUPS)},
-    "t-shirt": "top",
-    "tshirt": "top",
-    "tee": "top",
-    "top": "top",
-    "tops": "top",
-    "shirt": "top",
-    "shirts": "top",
-    "blouse": "top",
-    "polo": "top",
-    "tank top": "top",
-    "camisole": "top",
-    "sweater": "top",
-    "jumper": "top",
-    "pullover": "top",
-    "sweatshirt": "top",
-    "hoodie": "top",
-    "cardigan": "top",
-    "jersey": "top",
-    "tunic": "top",
-    "knitwear": "top",
-    "vest top": "top",
-    "crop top": "top",
-    "bodysuit": "top",
-    "tshirts": "top",
-    "coat": "outerwear",
-    "coats": "outerwear",
-    "jacket": "outerwear",
-    "jackets": "outerwear",
-    "blazer": "outerwear",
-    "parka": "outerwear",
-    "anorak": "outerwear",
-    "trench coat": "outerwear",
-    "raincoat": "outerwear",
-    "gilet": "outerwear",
-    "waistcoat": "outerwear",
-    "suit": "outerwear",
-    "suits": "outerwear",
-    "outerwear": "outerwear",
-    "poncho": "outerwear",
-    "windbreaker": "outerwear",
-    "puffer": "outerwear",
-    "dress": "dress",
-    "dresses": "dress",
-    "gown": "dress",
-    "jumpsuit": "dress",
-    "playsuit": "dress",
-    "romper": "dress",
-    "kimono": "dress",
-    "sundress": "dress",
-    "saree": "dress",
-    "sari": "dress",
-    "kurta": "dress",
-    "kurtas": "dress",
-    "abaya": "dress",
-    "trouser": "bottoms",
-    "trousers": "bottoms",
-    "pants": "bottoms",
-    "jeans": "bottoms",
-    "jean": "bottoms",
-    "chinos": "bottoms",
-    "leggings": "bottoms",
-    "shorts": "bottoms",
-    "skirt": "bottoms",
-    "skirts": "bottoms",
-    "joggers": "bottoms",
-    "track pants": "bottoms",
-    "capris": "bottoms",
-    "bottoms": "bottoms",
-    "miniskirt": "bottoms",
-    "culottes": "bottoms",
-    "shoe": "shoes",
-    "shoes": "shoes",
-    "sandal": "shoes",
-    "sandals": "shoes",
-    "sneaker": "shoes",
-    "sneakers": "shoes",
-    "trainers": "shoes",
-    "trainer": "shoes",
-    "boot": "shoes",
-    "boots": "shoes",
-    "ankle boot": "shoes",
-    "ankle boots": "shoes",
-    "heels": "shoes",
-    "pumps": "shoes",
-    "loafers": "shoes",
-    "loafer": "shoes",
-    "flats": "shoes",
-    "flip flops": "shoes",
-    "slippers": "shoes",
-    "casual shoes": "shoes",
-    "sports shoes": "shoes",
-    "formal shoes": "shoes",
-    "footwear": "shoes",
-    "clogs": "shoes",
-    "mules": "shoes",
-    "bag": "bag",
-    "bags": "bag",
-    "handbag": "bag",
-    "handbags": "bag",
-    "backpack": "bag",
-    "backpacks": "bag",
-    "purse": "bag",
-    "clutch": "bag",
-    "tote": "bag",
-    "tote bag": "bag",
-    "satchel": "bag",
-    "wallet": "bag",
-    "wallets": "bag",
-    "shoulder bag": "bag",
-    "crossbody": "bag",
-    "duffel": "bag",
-    "messenger bag": "bag",
-    "hat": "other",
-    "cap": "other",
-    "scarf": "other",
-    "belt": "other",
-    "tie": "other",
-    "socks": "other",
-    "gloves": "other",
-    "sunglasses": "other",
-    "watch": "other",
-    "watches": "other",
-    "jewellery": "other",
-    "jewelry": "other",
-    "accessories": "other",
-}
-
-
-def group_of_category(text: str | None) -> str | None:
-    """The garment group of a catalogue category (``"Ankle boot"``, ``"Apparel > Jackets"``,
-    ``"women's skinny jeans"``), or None when no word of it is known."""
-    if not text:
-        return None
-    low = text.strip().lower()
-    if low in CATEGORY_GROUPS:
-        return CATEGORY_GROUPS[low]
-    # Taxonomy paths ("Clothing > Outerwear > Coats"): the most specific known part wins.
-    for part in reversed(re.split(r"\s*[>/|,]\s*", low)):
-        if part in CATEGORY_GROUPS:
-            return CATEGORY_GROUPS[part]
-        words = re.findall(r"[a-z][a-z-]*", part)
-        for n in (2, 1):  # "ankle boots" before "boots"; the last words name the thing
-            for i in range(len(words) - n, -1, -1):
-                phrase = " ".join(words[i : i + n])
-                if phrase in CATEGORY_GROUPS:
-                    return CATEGORY_GROUPS[phrase]
-    return None
-
-
-# Groups a per-garment search also accepts: a pullover the finder takes for a coat (the commonest
-# confusion, Fashion-MNIST's own) still finds pullovers. Measured in bench/bench_garments.py.
-RELATED_GROUPS: dict[str, tuple[str, ...]] = {"top": ("top", "outerwear"), "outerwear": ("outerwear", "top")}
-
-
-def search_groups(group: str) -> tuple[str, ...]:
-    """The catalogue groups a search for a garment of ``group`` should be restricted to."""
-    return RELATED_GROUPS.get(group, (group,))
-
-
-# ---- results --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Box:
-    """Relative to the photo (0..1, origin top left)."""
-
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-
-    @property
-    def area(self) -> float:
-        return max(0.0, self.x1 - self.x0) * max(0.0, self.y1 - self.y0)
-
-    def iou(self, other: Box) -> float:
-        ix = max(0.0, min(self.x1, other.x1) - max(self.x0, other.x0))
-        iy = max(0.0, min(self.y1, other.y1) - max(self.y0, other.y0))
-        inter = ix * iy
-        union = self.area + other.area - inter
-        return inter / union if union > 0 else 0.0
-
-    def as_tuple(self) -> tuple[float, float, float, float]:
-        return (self.x0, self.y0, self.x1, self.y1)
-
-
-@dataclass(frozen=True)
-class FoundGarment:
-    box: Box
-    group: str  # one of GROUPS
-    label: str  # a plain word: "coat", "sneaker", "suit"
-    confidence: float  # 0..1
-
-
-@dataclass(frozen=True)
-class GarmentScan:
-    garments: tuple[FoundGarment, ...]  # best first; empty: "no clothing here"
-    clothing_score: float  # 0..1: how much clothing the finder sees anywhere in the photo
-    product_shot: bool  # a plain product shot (never refused)
-    heat: np.ndarray | None = field(default=None, compare=False, repr=False)  # garment map (stride 16), for cutout
-
-
-def _crop_rect(size: tuple[int, int], box: Box, margin: float) -> tuple[int, int, int, int]:
-    w, h = size
-    bw, bh = (box.x1 - box.x0) * w, (box.y1 - box.y0) * h
-    x0 = int(np.clip(np.floor(box.x0 * w - margin * bw), 0, w - 1))
-    y0 = int(np.clip(np.floor(box.y0 * h - margin * bh), 0, h - 1))
-    x1 = int(np.clip(np.ceil(box.x1 * w + margin * bw), x0 + 1, w))
-    y1 = int(np.clip(np.ceil(box.y1 * h + margin * bh), y0 + 1, h))
-    return x0, y0, x1, y1
-
-
-def crop(img: Image.Image, box: Box, margin: float = 0.08) -> Image.Image:
-    """The garment's region with ``margin`` (share of the box's size) around it, clamped to
-    the picture; never empty."""
-    return img.crop(_crop_rect(img.size, box, margin))
-
-
-def cutout(
-    img: Image.Image, box: Box, heat: np.ndarray | None, margin: float = 0.08, threshold: float = 0.35
-) -> Image.Image:
-    """Like :func:`crop`, with the background whitened where the scan's garment map
-    (``GarmentScan.heat``, stride 16, upsampled) says there is no garment: the crop then
-    looks more like a catalogue shot on white. Falls back to the plain crop without a map."""
-    rect = _crop_rect(img.size, box, margin)
-    piece = img.crop(rect).convert("RGB")
-    if heat is None:
-        return piece
-    full = Image.fromarray(heat.astype(np.float32), mode="F").resize(img.size, Image.Resampling.BILINEAR)
-    a = np.asarray(full.crop(rect), dtype=np.float32)
-    alpha = np.clip((a - threshold) / 0.3 + 0.5, 0, 1)[..., None]
-    out = np.asarray(piece, dtype=np.float32) * alpha + 255.0 * (1 - alpha)
-    return Image.fromarray(out.astype(np.uint8))
 
 
 # ---- helpers shared with training ---------------------------------------------------------
@@ -433,64 +149,6 @@ def load_head(path: Path) -> tuple[GarmentHead, dict, str]:
     head = GarmentHead(**blob["meta"].get("arch", {}))
     head.load_state_dict({k: v.float() for k, v in blob["state"].items()})
     return head.eval(), blob["meta"], fingerprint
-
-
-# ---- product shots --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ProductCheck:
-    is_product: bool
-    box: Box | None
-    reason: str
-
-
-PRODUCT_SIDE = 96  # the check runs on a small copy of the picture
-BORDER_PLAIN = 0.6  # share of border pixels that must match the background colour
-INSIDE_PLAIN = 0.9  # share of non-object pixels that must be smooth background
-MAIN_SHARE = 0.7  # share of object pixels in the largest connected part
-MIN_OBJECT, MAX_OBJECT = 0.03, 0.95  # object area as a share of the picture
-MIN_BOX_SIDE = 0.25  # the object's box spans at least this share of the picture's width or height
-
-
-def product_check(img: Image.Image) -> ProductCheck:
-    """A plain product shot: the border is (mostly) one colour, the rest of the background is
-    smooth, and one compact object stands on it. Text screenshots fail on "one object"
-    (many letters); photos and textures fail on "plain"."""
-    from scipy import ndimage
-
-    small = img.convert("RGB").copy()
-    small.thumbnail((PRODUCT_SIDE, PRODUCT_SIDE), Image.Resampling.BILINEAR)
-    if small.width < 8 or small.height < 8:
-        return ProductCheck(False, None, "too small")
-    a = np.asarray(small, dtype=np.float32)
-    h, w, _ = a.shape
-    if min(h, w) >= 64:  # JPEG noise; a 28-px catalogue picture is left sharp
-        a = ndimage.uniform_filter(a, size=(3, 3, 1), mode="nearest")
-    r = 1 if min(h, w) < 64 else 2
-    ring = np.concatenate(
-        [a[:r].reshape(-1, 3), a[-r:].reshape(-1, 3), a[:, :r].reshape(-1, 3), a[:, -r:].reshape(-1, 3)]
-    )
-    bg = np.median(ring, axis=0)
-    dist = np.sqrt(((a - bg) ** 2).sum(axis=2))
-    ring_d = np.sqrt(((ring - bg) ** 2).sum(axis=1))
-    if float((ring_d < 20).mean()) < BORDER_PLAIN:
-        return ProductCheck(False, None, "border not plain")
-    obj = dist > (36 if r == 2 else 16)  # small pictures are not JPEG-noisy: faint material counts
-    obj = ndimage.binary_opening(obj, iterations=1) if obj.sum() > 50 else obj
-    share = float(obj.mean())
-    if not MIN_OBJECT <= share <= MAX_OBJECT:
-        return ProductCheck(False, None, f"object covers {share:.0%}")
-    rest = ~ndimage.binary_dilation(obj, iterations=2)
-    if rest.any() and float((dist[rest] < 14).mean()) < INSIDE_PLAIN:
-        return ProductCheck(False, None, "background not smooth")
-    labels, n = ndimage.label(ndimage.binary_dilation(obj, iterations=2))  # sandal straps are one object
-    sizes = np.bincount(labels.ravel())[1:]
-    if not len(sizes) or sizes.max() / sizes.sum() < MAIN_SHARE:
-        return ProductCheck(False, None, f"{n} separate parts")
-    ys, xs = np.nonzero(obj)
-    box = Box(xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h)
-    if max(box.x1 - box.x0, box.y1 - box.y0) < MIN_BOX_SIDE:
-        return ProductCheck(False, None, "object too small for a product shot")
-    return ProductCheck(True, box, "plain background, one object")
 
 
 # ---- the finder ---------------------------------------------------------------------------

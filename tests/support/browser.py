@@ -272,7 +272,7 @@ async def add_item(
 # finder has tests and benchmarks of its own). The service still crops, embeds, searches
 # and stores every garment for real; only ``scan`` is fixed.
 def _scan(garments: list[tuple[str, str, tuple[float, float, float, float], float]], product_shot: bool = False) -> Any:
-    from engine.vision.garments import Box, FoundGarment, GarmentScan
+    from engine.vision.garment_boxes import Box, FoundGarment, GarmentScan
 
     found = tuple(FoundGarment(Box(*box), group, label, conf) for group, label, box, conf in garments)
     return GarmentScan(found, 1.0 if found else 0.0, product_shot)

@@ -11,6 +11,8 @@ import torch
 from PIL import Image
 
 from engine.training import garment_scenes as gs
+from engine.vision import garment_boxes as gb
+from engine.vision import garment_vocabulary as gv
 from engine.vision import garments as gm
 
 
@@ -35,7 +37,7 @@ def test_product_shots_are_never_refused_and_boxed(finder):
         scan = finder.scan(gs.fm_picture(x[i]))
         assert len(scan.garments) == 1, (i, y[i], scan)
         truth = gs._alpha_box(x[i] > 30)
-        assert scan.garments[0].box.iou(gm.Box(*truth)) >= 0.6, (i, scan.garments[0].box, truth)
+        assert scan.garments[0].box.iou(gb.Box(*truth)) >= 0.6, (i, scan.garments[0].box, truth)
 
 
 def test_product_shot_as_a_chat_jpeg_is_a_product_shot(finder):
@@ -59,8 +61,8 @@ def test_outfit_gives_two_garments_of_the_right_groups(finder):
     scan = finder.scan(sample.image)
     assert not scan.product_shot
     for truth in sample.garments:
-        best = max(scan.garments, key=lambda g: g.box.iou(gm.Box(*truth.box)))
-        assert best.box.iou(gm.Box(*truth.box)) >= 0.5, (truth, scan)
+        best = max(scan.garments, key=lambda g: g.box.iou(gb.Box(*truth.box)))
+        assert best.box.iou(gb.Box(*truth.box)) >= 0.5, (truth, scan)
         assert best.group == truth.group
 
 
@@ -94,19 +96,19 @@ def test_scan_is_deterministic(finder):
 
 def test_crop_clamps_to_the_picture():
     img = Image.new("RGB", (100, 50), "white")
-    c = gm.crop(img, gm.Box(0.9, 0.0, 1.0, 1.0), margin=0.5)
+    c = gb.crop(img, gb.Box(0.9, 0.0, 1.0, 1.0), margin=0.5)
     assert c.size == (15, 50)
-    c = gm.crop(img, gm.Box(0.0, 0.0, 0.001, 0.001), margin=0.0)
+    c = gb.crop(img, gb.Box(0.0, 0.0, 0.001, 0.001), margin=0.0)
     assert c.size[0] >= 1 and c.size[1] >= 1
 
 
 def test_category_groups():
-    assert [gm.group_of_category(c) for c in gm.FM_CLASSES] == list(gm.FM_GROUPS)
-    assert gm.group_of_category("Apparel > Outerwear > Jackets") == "outerwear"
-    assert gm.group_of_category("women's skinny jeans") == "bottoms"
-    assert gm.group_of_category("Leather handbag") == "bag"
-    assert gm.group_of_category("ankle boots") == "shoes"
-    assert gm.group_of_category("garden hose") is None
+    assert [gv.group_of_category(c) for c in gv.FM_CLASSES] == list(gv.FM_GROUPS)
+    assert gv.group_of_category("Apparel > Outerwear > Jackets") == "outerwear"
+    assert gv.group_of_category("women's skinny jeans") == "bottoms"
+    assert gv.group_of_category("Leather handbag") == "bag"
+    assert gv.group_of_category("ankle boots") == "shoes"
+    assert gv.group_of_category("garden hose") is None
 
 
 def test_finder_works_without_the_head_file(tmp_path, finder):
