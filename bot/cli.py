@@ -200,8 +200,8 @@ async def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_trend(args: argparse.Namespace, settings: Settings) -> int:
-    """``fashionbot trend TAG``: search the configured shops, one progress line per update, then
-    the summary; without TAG, the recent trends."""
+    """``fashionbot trend TAG``: search the configured shops behind one progress bar (on
+    stderr, like ``ingest``), then one summary on stdout; without TAG, the recent trends."""
     from bot.render import trend_progress_text, trends_text
     from engine.types import UserRef
 
@@ -324,7 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("recommend", help="the garments in a photo and the most similar items for each")
     rec.add_argument("photo", help="a JPEG, PNG, WebP, GIF or BMP file")
     rec.add_argument("--json", action="store_true", help="print JSON (garments with boxes, categories and items)")
-    rec.add_argument("-k", type=int, default=10, metavar="K", help="items per garment (default: 10)")
+    rec.add_argument(  # no default of its own: FASHIONBOT_TOP_K decides, as on every front-end
+        "-k", type=int, default=None, metavar="K", help="items per garment (default: FASHIONBOT_TOP_K, 10)"
+    )
     rec.add_argument("--whole", action="store_true", help="search the whole photo instead of each garment")
 
     sub.add_parser("about", help="backbone, weights, catalogue and index state")

@@ -109,3 +109,11 @@ def is_public_url(url: str | None) -> bool:
 def public_url(url: str | None) -> str | None:
     """``url`` when :func:`is_public_url` accepts it, else None."""
     return url if url is not None and is_public_url(url) else None
+
+
+def telegram_item_link(bot_username: str | None, item_id: int) -> str | None:
+    """The t.me deep link that opens ``item_id`` in a chat with the bot (``/start item_<id>``),
+    or None without a bot name. One spelling for the Telegram bot and the web chat, which
+    must not import the Telegram front-end to link to it."""
+    name = (bot_username or "").strip().lstrip("@")
+    return f"https://t.me/{name}?start=item_{int(item_id)}" if name else None

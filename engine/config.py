@@ -103,6 +103,12 @@ class FrontendSettings(_FromEnvironment):
         description="Sync Discord's slash commands at start-up even when they look unchanged "
         "(they are synced anyway when the command tree changed).",
     )
+    telegram_bot_username: str | None = Field(
+        default=None,
+        pattern=r"^@?[A-Za-z][A-Za-z0-9_]{3,31}$",
+        description="The Telegram bot's @name: item pages and the web chat then link to "
+        "t.me/<name>?start=item_<id>, which opens the item in the bot (the web chat can't ask Telegram for it).",
+    )
     web_host: str = "127.0.0.1"
     web_port: int = 8080
     web_trusted_proxy: bool = Field(

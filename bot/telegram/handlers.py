@@ -31,7 +31,7 @@ from bot.telegram.keyboards import (
 )
 from bot.telegram.media import AlbumPictures, pick_photo
 from bot.telegram.text import CALLBACK_ANSWER_MAX, CAPTION_MAX, TEXT_MAX, fit, split_message, tg_len
-from bot.urls import is_public_url
+from bot.urls import is_public_url, telegram_item_link
 from engine.api import FashionAPI
 from engine.config import Settings
 from engine.errors import ServiceError
@@ -79,7 +79,10 @@ ITEM_LINK = "Open in the shop ↗"
 
 def deep_link(bot_username: str, item_id: int) -> str:
     """The t.me link that opens ``item_id`` in a chat with the bot (``/start item_<id>``)."""
-    return f"https://t.me/{bot_username.lstrip('@')}?start=item_{int(item_id)}"
+    link = telegram_item_link(bot_username, item_id)
+    if link is None:
+        raise ValueError("a deep link needs the bot's username")
+    return link
 
 
 def item_caption(item: Item) -> str:

@@ -7,6 +7,7 @@ import html
 
 from aiohttp import web
 
+from bot.urls import telegram_item_link
 from bot.web.serialise import safe_url
 from engine.types import Item
 
@@ -33,7 +34,9 @@ def html_error(status: int, message: str) -> web.Response:
     return page(message, body, status)
 
 
-def item_page_html(item: Item) -> str:
+def item_page_html(item: Item, telegram_bot: str | None = None) -> str:
+    """The item's page; with the Telegram bot's name it also links to the item in the bot
+    (``t.me/<bot>?start=item_<id>``), so a page shared on the web opens in the chat too."""
     e = html.escape
     facts = [
         (label, value)
@@ -54,6 +57,8 @@ def item_page_html(item: Item) -> str:
         if shop
         else '<p class="muted">This catalogue item has no shop page of its own.</p>'
     )
+    tg = telegram_item_link(telegram_bot, item.id)
+    tg_link = f'<p><a class="button telegram-link" href="{e(tg, quote=True)}">Open in Telegram</a></p>' if tg else ""
     return (
         '<article class="item-page">'
         f'<div class="item-figure"><img src="/items/{item.id}/image" alt="{e(item.title, quote=True)}"></div>'
@@ -62,7 +67,7 @@ def item_page_html(item: Item) -> str:
         f'<h1 class="item-title">{e(item.title)}</h1>'
         f'<p class="item-price">{e(item.price_text)}</p>'
         f'<dl class="facts">{rows}</dl>'
-        f"{shop_link}"
+        f"{shop_link}{tg_link}"
         '<p><a class="button" href="/">← Back to the chat</a></p>'
         "</div></article>"
     )

@@ -89,8 +89,9 @@ async def static(request: web.Request) -> web.Response:
 
 
 async def item_page(request: web.Request) -> web.Response:
-    item = await state_of(request).service.item(int(request.match_info["item_id"]))
-    return page(item.title, item_page_html(item))
+    state = state_of(request)
+    item = await state.service.item(int(request.match_info["item_id"]))
+    return page(item.title, item_page_html(item, state.settings.telegram_bot_username))
 
 
 async def item_image(request: web.Request) -> web.Response:
@@ -125,6 +126,8 @@ async def config(request: web.Request) -> web.Response:
             "no_garment_hint": render.NO_GARMENT_HINT,
             "whole_photo": render.WHOLE_PHOTO,
             "search_whole_photo": render.SEARCH_WHOLE_PHOTO,
+            # each card links to t.me/<bot>?start=item_<id> (None: no Telegram bot named)
+            "telegram_bot": (state.settings.telegram_bot_username or "").lstrip("@") or None,
         }
     )
 

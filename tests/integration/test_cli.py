@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -44,6 +46,10 @@ def test_recommend_json_and_text(data_dir, tmp_path, photo_of) -> None:
     lines = text.stdout.splitlines()
     assert text.returncode == 0 and lines[0].startswith("I see ") and lines[1].startswith("1. ")
     assert "% similar" in text.stdout
+    # -k has no default of its own: FASHIONBOT_TOP_K decides, as on the bots
+    three = run(["recommend", str(photo), "--json"], data_dir, FASHIONBOT_TOP_K="3")
+    assert three.returncode == 0, three.stderr
+    assert len(json.loads(three.stdout)["items"]) == 3
 
 
 def test_about_says_which_backbone_and_why(data_dir) -> None:
@@ -93,7 +99,54 @@ def test_resnet50_from_a_weights_file_and_reindex(tmp_path, photo_of) -> None:
     assert refused.returncode == 1 and "fashionbot reindex" in refused.stderr
     reindexed = run(["reindex"], data, **env)
     assert reindexed.returncode == 0 and "resnet50: 12 items" in reindexed.stdout
+    assert "12/12" in reindexed.stderr and "100%" in reindexed.stderr  # a real bar: the total was known
     about = run(["about"], data, **env)
     assert "resnet50 (2048-d" in about.stdout and str(weights) in about.stdout
     ok = run(["recommend", str(photo), "--json"], data, **env)
     assert ok.returncode == 0 and json.loads(ok.stdout)["backbone"] == "resnet50"
+
+
+# ---- issue 18: the command's own surface -------------------------------------------------------
+def test_every_argument_has_a_help_text() -> None:
+    """``--help`` is the manual: an argument without a line there is undocumented."""
+    from bot.cli import build_parser
+
+    missing: list[str] = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:  # argparse has no public walk over sub-commands
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif not action.help:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "fashionbot")
+    assert missing == []
+
+
+def test_version_and_verbosity(tmp_path) -> None:
+    from importlib.metadata import version
+
+    out = run(["--version"], tmp_path)
+    assert out.returncode == 0 and out.stdout.strip() == f"fashionbot {version('fashionbot')}"
+    probe = "import logging, sys; from bot.cli import main; main(sys.argv[1:]); print(logging.getLogger().level)"
+    levels = []
+    for flags in ([], ["-v"], ["-vv"]):  # a missing photo ends the command before any model loads
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *flags, "recommend", str(tmp_path / "none.jpg")],
+            capture_output=True, text=True, timeout=120,
+            env={k: v for k, v in os.environ.items() if not k.startswith("FASHIONBOT_")},
+        )  # fmt: skip
+        assert "Can't read" in done.stderr, done.stderr
+        levels.append(int(done.stdout.split()[-1]))
+    assert levels == [logging.WARNING, logging.INFO, logging.DEBUG]
+
+
+def test_invalid_settings_are_one_line_per_bad_variable(tmp_path) -> None:
+    bad = {"FASHIONBOT_RATE_LIMIT_PER_MINUTE": "abc", "FASHIONBOT_WEB_PORT": "x", "FASHIONBOT_STYLE_WEIGHT": "2"}
+    out = run(["about"], tmp_path, **bad)
+    assert out.returncode == 2 and out.stdout == ""
+    lines = out.stderr.splitlines()
+    assert sorted(line.split(":")[0] for line in lines) == sorted(f"Invalid setting {name}" for name in bad)
+    assert "Traceback" not in out.stderr and "validation error" not in out.stderr

@@ -298,6 +298,23 @@ async def test_an_error_in_one_handler_does_not_kill_the_bot(bot, fake, photo_of
     assert len((await fake.wait_reply(again)).embeds) == 10
 
 
+async def test_a_command_that_raises_gets_the_trees_one_friendly_answer(bot, fake, caplog, monkeypatch):
+    """Issue 18: the tree's error handler is FashionTree.on_error (the documented override):
+    a bug past every command's own guard still answers, privately, and the bot lives on."""
+    from bot.discord.client import FashionBot
+
+    async def broken(self, *args, **kwargs) -> None:
+        raise RuntimeError("a bug in the command")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(FashionBot, "deferred", broken)
+        answer = await fake.wait_answer(await fake.slash("about", user=fake.user("uma")))
+    assert answer.content == render.INTERNAL_ERROR and answer.ephemeral
+    assert "slash command failed" in caplog.text and "a bug in the command" in caplog.text
+    again = await fake.wait_answer(await fake.slash("about", user=fake.user("uma")))
+    assert "efficientnet-lite0" in again.content
+
+
 async def test_switch_button_answers_its_owner_and_refuses_others(bot, fake, photo_of):
     owner, stranger = fake.user("owen"), fake.user("sam")
     ix = await fake.slash("recommend", {"photo": fake.attachment(photo_of("Trouser"))}, user=owner)

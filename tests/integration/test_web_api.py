@@ -16,12 +16,14 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
+from pydantic import ValidationError
 
 from bot import render
 from bot.web import CSP, STATIC_DIR, TREND_UNAVAILABLE, build_web_app, run_web, safe_url, start_web
 from engine.types import TrendProgress, UserRef
 from tests.support.browser import add_item
 from tests.support.fakes.proxy import Proxy
+from tests.support.settings import make_settings
 
 XSS = "<img src=x onerror=alert(1)>"
 MB = 1_000_000
@@ -399,6 +401,23 @@ async def test_collage_is_served_to_its_owner_only(make_client, service, photo_o
     assert resp.status == 200 and resp.content_type == "image/jpeg" and await resp.read() == jpeg
     client.session.cookie_jar.clear()  # another visitor
     assert (await client.get(data["collage"])).status == 404
+
+
+async def test_item_page_and_cards_link_to_the_item_in_the_telegram_bot(make_client, service, photo_of):
+    """Issue 18: with FASHIONBOT_TELEGRAM_BOT_USERNAME the item page and the web chat's cards
+    link to t.me/<bot>?start=item_<id> (the link the Telegram bot's /start opens)."""
+    from bot.telegram.handlers import deep_link
+
+    item_id = await add_item(service, "Linen dress", photo_of("Dress"))
+    named = await make_client(telegram_bot_username="@fashion_test_bot")
+    page = await (await named.get(f"/items/{item_id}")).text()
+    assert f'href="{deep_link("fashion_test_bot", item_id)}"' in page and "Open in Telegram" in page
+    assert (await (await named.get("/api/config")).json())["telegram_bot"] == "fashion_test_bot"
+    plain = await make_client()  # no bot named: no link to a bot that may not exist
+    assert "t.me/" not in await (await plain.get(f"/items/{item_id}")).text()
+    assert (await (await plain.get("/api/config")).json())["telegram_bot"] is None
+    with pytest.raises(ValidationError):  # a name that isn't one can't reach an href
+        make_settings(service.settings.data_dir, telegram_bot_username='x"><script>')
 
 
 async def test_about(make_client, service):

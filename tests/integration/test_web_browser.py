@@ -261,6 +261,27 @@ async def test_photo_gives_ten_cards_with_links(service, browser, open_chat, pho
     await browser.screenshot(ARTIFACTS / "web-results-phone.png")
 
 
+async def test_cards_link_to_the_item_in_the_telegram_bot(service, browser, open_chat, photo_file, monkeypatch):
+    """Issue 18: with the bot's name set, every card also opens its item in the Telegram bot
+    (the deep link its /start answers), and the extra link still fits a phone-sized card."""
+    from bot.telegram.handlers import deep_link
+
+    monkeypatch.setattr(service.settings, "telegram_bot_username", "fashion_test_bot")
+    await open_chat()
+    await browser.viewport(390, 844, mobile=True)
+    await upload_and_wait(browser, photo_file("Sneaker"))
+    links = await browser.js(
+        """return [...document.querySelectorAll('.msg.bot.wide .card')].map(c => [
+            Number(c.dataset.itemId), c.querySelector('a.tg-link') && c.querySelector('a.tg-link').href])"""
+    )
+    assert len(links) == 10 and all(href == deep_link("fashion_test_bot", item_id) for item_id, href in links)
+    overflowing = await browser.js(
+        """return [...document.querySelectorAll('.card a.tg-link')].filter(e =>
+            e.getBoundingClientRect().right > e.closest('.card').getBoundingClientRect().right + 0.5).length"""
+    )
+    assert overflowing == 0
+
+
 async def test_like_and_dislike_are_stored(service, browser, open_chat, photo_file):
     await open_chat()
     await upload_and_wait(browser, photo_file("Trouser"))

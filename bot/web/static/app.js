@@ -599,6 +599,12 @@
       class: "shop-link", href, target: "_blank", rel: "noopener noreferrer",
       "aria-label": isShop ? `“${title}” at ${shopName} (opens in a new tab)` : `Details of “${title}” (opens in a new tab)`,
     }, isShop ? "Shop" : "Details", icon(isShop ? "out" : "page")));
+    if (typeof config.telegram_bot === "string" && /^\w{4,32}$/.test(config.telegram_bot)) {  // the same item in the bot
+      actions.append(el("a", {
+        class: "shop-link tg-link", href: `https://t.me/${config.telegram_bot}?start=item_${id}`, target: "_blank",
+        rel: "noopener noreferrer", "aria-label": `“${title}” in the Telegram bot (opens in a new tab)`,
+      }, "Telegram", icon("out")));
+    }
     body.append(actions);
     return el("article", { class: "card", "data-item-id": id }, media, body);
   }
