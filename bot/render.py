@@ -6,7 +6,7 @@ from __future__ import annotations
 from engine.types import About, Garment, Recommendation, ScoredItem, StyleSummary, TrendInfo, TrendProgress
 
 HELP = (
-    "Send me a photo of an outfit or a piece of clothing and I'll find the 10 most similar "
+    "Send me a photo of an outfit or a piece of clothing and I'll find the most similar "
     "items in the catalogue, with prices and shop links.\n\n"
     "Commands:\n"
     "/style – your personal style, built from the photos you've sent\n"
