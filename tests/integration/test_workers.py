@@ -38,12 +38,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from db.trend_store import LEASE_SECONDS
 from tests.support.fakes.shop import FakeShop, product_jpeg
 from tests.support.postgres import PostgresCluster, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 OTHER_HOST = "fb-worker-elsewhere"
-LEASE_SECONDS = 15.0  # db.trend_store.LEASE_SECONDS: how long a dead holder's lease outlives it
 
 pytestmark = pytest.mark.slow
 
@@ -316,8 +316,8 @@ def test_a_worker_killed_mid_trend_is_taken_over_after_its_lease_expires(fleet: 
     took = time.monotonic() - killed_at
     final = snaps[-1]
     assert final["done"] and final["error"] is None and final["found"] == 30, final
-    if elsewhere:  # judged by expiry alone: B waited for the lease to run out
-        assert LEASE_SECONDS / 3 < took < LEASE_SECONDS + 30, took
+    if elsewhere:  # judged by expiry alone: B waited for the lease to run out (renewed every third of it)
+        assert LEASE_SECONDS * 2 / 3 <= took < LEASE_SECONDS + 30, took
     else:  # same host: C's pid is gone, so B took over at once
         assert took < 30, took
     assert fleet.sql("SELECT status FROM trends WHERE tag = 'skirt' ORDER BY id").split() == ["interrupted", "done"]
