@@ -109,12 +109,12 @@ class FashionService:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = Store(settings.db_url)
         await store.create()
-        if backbone is None:
-            backbone = await asyncio.to_thread(load_model, settings)
+        # Without a backbone, the embedder loads it on its own thread (one OpenMP team: see
+        # Embedder._settle).
         embedder = await asyncio.to_thread(
             partial(
                 Embedder,
-                backbone,
+                backbone if backbone is not None else partial(load_model, settings),
                 batch_size=settings.batch_size,
                 precision=settings.precision,
                 max_wait_ms=settings.micro_batch_wait_ms,
@@ -125,6 +125,7 @@ class FashionService:
         )
         # Decoding and index searches: bounded, off the loop.
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fashion-io")
+        backbone = embedder.backbone
         encoder = Encoder(settings, embedder, pool)
         finder = None
         if settings.garments:
@@ -256,11 +257,15 @@ class FashionService:
             )
             disliked = {i for i, v in (await self.store.feedback(user_id)).items() if v < 0}
         shown = [q for q in queries if q.number > 0]
-        results = {
-            q.number: await self.search(q.vector, k, exclude=disliked, user_id=user_id, group=q.filter_group)
-            for q in ([*shown, whole] if whole is not None and not no_garment else shown)
-        }
         current = 0 if whole is not None else (shown[0].number if shown else None)
+        # Every garment's items (the front-ends list them all), and the whole photo's only when
+        # it is the answer: a later whole-photo switch searches its kept vector then.
+        searched = [*shown, whole] if whole is not None and not no_garment else shown
+        profile = await self._ranking_profile(user_id)
+        ranked = [
+            await self._rank(q.vector, k, exclude=disliked, profile=profile, group=q.filter_group) for q in searched
+        ]
+        results = dict(zip((q.number for q in searched), await self._hydrate(ranked)))
         items = [] if no_garment or current is None else results[current]
         if user_id is not None and items:
             await self.store.add_recommendations(user_id, photo_id, [(s.item.id, s.rank, s.score) for s in items])
@@ -362,32 +367,53 @@ class FashionService:
         """The k nearest catalogue items (of ``group`` when given), leaning towards the
         user's style, with other shops' offers."""
         self.catalogue.check_ready()
-        fetch = k + len(exclude) + (2 * k if user_id is not None else 0)
+        profile = await self._ranking_profile(user_id)
+        ranked = await self._rank(vector, k, exclude=exclude, profile=profile, group=group)
+        return (await self._hydrate([ranked]))[0]
+
+    async def _rank(
+        self,
+        vector: np.ndarray,
+        k: int,
+        *,
+        exclude: set[int] | frozenset[int],
+        profile: styles.StyleProfile | None,
+        group: str | None,
+    ) -> list[tuple[int, float]]:
+        """(item id, cosine) of the k items to show for ``vector``: the index's nearest
+        (of ``group``), without ``exclude``, re-ranked towards ``profile``. No database
+        read: a photo's garments are ranked one by one and hydrated together."""
+        fetch = k + len(exclude) + (2 * k if profile is not None else 0)
         if group is not None:
             fetch = max(fetch, 8 * k)
         pairs = await self.catalogue.nearest(vector, fetch, group=group, need=k + len(exclude))
         keep = [(i, s) for i, s in pairs if i not in exclude]
-        keep = await self._personalise(keep, user_id)
-        keep = keep[:k]
-        items = await self.store.items([i for i, _ in keep])
-        offers = await trend_store.offers_for(self.store, list(items))
+        if profile is not None and len(keep) >= 2:
+            vectors = await self.catalogue.vectors([i for i, _ in keep])
+            alpha = self.settings.style_weight
+            order = styles.rerank(vectors, np.array([s for _, s in keep]), profile.representative.centroid, alpha)
+            keep = [keep[i] for i in order]
+        return keep[:k]
+
+    async def _hydrate(self, rankings: list[list[tuple[int, float]]]) -> list[list[ScoredItem]]:
+        """The items and their offers for several rankings in two database reads (a photo
+        with three garments is three rankings: one read each cost ~2× the search)."""
+        ids = sorted({i for ranked in rankings for i, _ in ranked})
+        items = await self.store.items(ids) if ids else {}
+        offers = await trend_store.offers_for(self.store, list(items)) if items else {}
         return [
-            ScoredItem(item=items[i], rank=rank, score=round(s, 4), offers=offers.get(i, ()))
-            for rank, (i, s) in enumerate(((i, s) for i, s in keep if i in items), start=1)
+            [
+                ScoredItem(item=items[i], rank=rank, score=round(s, 4), offers=offers.get(i, ()))
+                for rank, (i, s) in enumerate(((i, s) for i, s in ranked if i in items), start=1)
+            ]
+            for ranked in rankings
         ]
 
-    async def _personalise(self, ranked: list[tuple[int, float]], user_id: int | None) -> list[tuple[int, float]]:
-        """Lean results gently towards the user's representative style (``style_weight``;
-        0 turns it off). The profile comes from the cache, so this costs a dot product."""
-        alpha = self.settings.style_weight
-        if user_id is None or alpha <= 0 or len(ranked) < 2:
-            return ranked
-        profile = await self._profile(user_id, for_ranking=True)
-        if profile is None:
-            return ranked
-        vectors = await self.catalogue.vectors([i for i, _ in ranked])
-        order = styles.rerank(vectors, np.array([s for _, s in ranked]), profile.representative.centroid, alpha)
-        return [ranked[i] for i in order]
+    async def _ranking_profile(self, user_id: int | None) -> styles.StyleProfile | None:
+        """The profile results lean towards (``style_weight``; 0 turns it off), or None."""
+        if user_id is None or self.settings.style_weight <= 0:
+            return None
+        return await self._profile(user_id, for_ranking=True)
 
     async def _profile(self, user_id: int, *, for_ranking: bool = False) -> styles.StyleProfile | None:
         """The user's style profile from their garments plus liked items (cached per

@@ -121,7 +121,7 @@ class Embedder:
 
     def __init__(
         self,
-        backbone: LoadedBackbone,
+        backbone: LoadedBackbone | Callable[[], LoadedBackbone],
         *,
         batch_size: int | None = None,
         precision: str = "auto",
@@ -130,17 +130,15 @@ class Embedder:
         compile: bool = False,
         batch_rates_file: Path | None = None,
     ) -> None:
-        self.backbone = backbone
+        # A loader (``partial(load_model, settings)``) is called on the worker, so that even the
+        # weights' loading runs there: see _settle for why one thread does all torch work.
+        self.backbone: LoadedBackbone = backbone if isinstance(backbone, LoadedBackbone) else None  # type: ignore[assignment]
         self._remembered = BatchRates(batch_rates_file)
         self.requested_precision = precision
         # None: measured at start-up (_choose_batch_size); the cap also bounds compiled buckets.
         self.batch_size = batch_size or MAX_AUTO_BATCH
         self.batch_rates: dict[int, float] = {}  # images/s by batch size where measured
         self.max_wait = max_wait_ms / 1000.0
-        if threads:
-            torch.set_num_threads(threads)
-        self._mean = torch.tensor(backbone.mean).view(1, 3, 1, 1) * 255.0
-        self._std = torch.tensor(backbone.std).view(1, 3, 1, 1) * 255.0
         self._compiled: Callable[..., torch.Tensor] | None = None
         self.buckets: tuple[int, ...] = ()
         self._last_arrival = 0.0
@@ -153,12 +151,33 @@ class Embedder:
         # Everything that runs torch (folding, layout, calibration, compilation) runs on the
         # worker: one thread, so one OpenMP team, does all of this embedder's torch work.
         try:
-            self.call_on_worker(lambda: self._settle(precision, compile, measure_batch=batch_size is None)).result()
+            self.call_on_worker(
+                lambda: self._settle(backbone, threads, precision, compile, measure_batch=batch_size is None)
+            ).result()
         except BaseException:
             self.close()
             raise
 
-    def _settle(self, precision: str, compile: bool, measure_batch: bool) -> None:
+    def _settle(
+        self,
+        backbone: LoadedBackbone | Callable[[], LoadedBackbone],
+        threads: int | None,
+        precision: str,
+        compile: bool,
+        measure_batch: bool,
+    ) -> None:
+        # One thread runs all torch work of the process where it can (loading, folding,
+        # calibration, inference, the garment finder's scan): each thread that enters a
+        # parallel region gets its own OpenMP team, and with two teams on 2 cores libgomp
+        # throttles its spinning, so every op's barrier sleeps and wakes: the same scan ran
+        # 21 ms with one team and 55 ms with two (issue 19; bench/bench_served_garments.py).
+        # set_num_threads is per thread under OpenMP: it must be called here, not by the caller.
+        if threads:
+            torch.set_num_threads(threads)
+        if not isinstance(backbone, LoadedBackbone):
+            self.backbone = backbone()
+        self._mean = torch.tensor(self.backbone.mean).view(1, 3, 1, 1) * 255.0
+        self._std = torch.tensor(self.backbone.std).view(1, 3, 1, 1) * 255.0
         # The fp32 reference and, where the CPU has native bf16 and the features agree,
         # a mixed model: fp32 stem and first stages, bf16 after the cut (engine/vision/precision.py).
         self._plans = PrecisionPlans(self.backbone.model.eval(), fold_batch_norms)

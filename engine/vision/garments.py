@@ -103,6 +103,28 @@ def trunk_maps(model: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return f16, f32
 
 
+def scan_model(model: Any) -> Any:
+    """A copy of Lite0 for the scan with each batch norm folded into its convolution and the
+    weights channels-last: the same maps (max difference < 1e-4, decisions identical on the
+    benchmark's scenes) about a quarter faster on 2 cores (bench/bench_served_garments.py).
+    A copy, because the serving backbone may share this model (+~19 MB)."""
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    m = copy.deepcopy(model).eval()
+    pairs = [(m, "_conv_stem", "_bn0"), (m, "_conv_head", "_bn1")]
+    for block in m._blocks:
+        if hasattr(block, "_expand_conv"):
+            pairs.append((block, "_expand_conv", "_bn0"))
+        pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
+    for owner, conv, bn in pairs:
+        if isinstance(getattr(owner, bn, None), nn.BatchNorm2d):
+            setattr(owner, conv, fuse_conv_bn_eval(getattr(owner, conv), getattr(owner, bn)))
+            setattr(owner, bn, nn.Identity())
+    return m.to(memory_format=torch.channels_last)
+
+
 class GarmentHead(nn.Module):
     """A small head on the frozen trunk: stride-16 cells → background / 10 garment classes,
     and the distances (in cells) from each cell to its garment's box edges."""
@@ -179,7 +201,7 @@ class GarmentFinder:
         use_cam: bool = True,
         use_head: bool = True,
     ) -> None:
-        self.model: Any = (model if model is not None else load_lite0()).eval()  # see trunk_maps
+        self.model: Any = scan_model(model if model is not None else load_lite0())  # see trunk_maps
         self.side = side
         self.head: GarmentHead | None = None
         self.head_fingerprint = ""
