@@ -28,7 +28,7 @@ from engine.catalogue import ingest as pipeline
 from engine.catalogue.catalogue import Catalogue
 from engine.catalogue.follower import Follower
 from engine.config import Settings
-from engine.errors import ServiceError, UnknownItem
+from engine.errors import CatalogueFilling, EmptyCatalogue, ServiceError, UnknownItem
 from engine.styles import profile as styles
 from engine.styles.collage import render_collage
 from engine.trends.runner import TrendRunner
@@ -50,7 +50,7 @@ from engine.vision.backbones import LoadedBackbone
 from engine.vision.embedder import Embedder
 from engine.vision.encoder import Encoder, PreparedImage
 from engine.vision.garment_boxes import Box as FinderBox
-from engine.vision.garment_boxes import crop
+from engine.vision.garment_boxes import GarmentScan, crop
 from engine.vision.garment_vocabulary import group_of_category
 from engine.vision.garments import GarmentFinder
 from engine.vision.models import load_model
@@ -121,6 +121,8 @@ class FashionService:
                 threads=settings.torch_threads,
                 compile=settings.compile,
                 batch_rates_file=settings.data_dir / "batch_rates.json",
+                runtime=settings.runtime,
+                runtime_cache_dir=settings.data_dir / "runtimes",
             )
         )
         # Decoding and index searches: bounded, off the loop.
@@ -177,14 +179,32 @@ class FashionService:
         ETA, state), or None before the first. Cheap: poll it from a page or a bar."""
         return None if self._ingest_status is None else self._ingest_status.snapshot()
 
+    def _check_ready(self) -> None:
+        """The catalogue can answer (``Catalogue.check_ready``); an empty one that an ingest
+        of ours is filling says "try again in a few seconds" instead of "run an ingest"."""
+        try:
+            self.catalogue.check_ready()
+        except EmptyCatalogue:
+            if self._ingest_status is not None and self._ingest_status.state == "running":
+                raise CatalogueFilling() from None
+            raise
+
     async def ingest_fashion_mnist(
         self, *, split: str = "train", limit: int | None = None, progress: Progress | None = None
     ) -> IngestReport:
-        """Safe to run as a background task while the service answers (``asyncio.create_task``):
-        items are recommendable chunk by chunk; :meth:`ingest_status` shows how far it got."""
+        """Safe to run as a background task while the service answers (``asyncio.create_task``,
+        as the demo does): items are recommendable chunk by chunk (the index takes adds beside
+        searches), a photo waits behind a few model batches at most (``interleaved_embed``),
+        and :meth:`ingest_status` (also in :meth:`about`) shows how far it got."""
         status = self._track_ingest("fashion-mnist", progress)
         return await pipeline.ingest_fashion_mnist(
-            self.catalogue, self.encoder, split=split, limit=limit, chunk=EMBED_CHUNK, progress=status
+            self.catalogue,
+            self.encoder,
+            split=split,
+            limit=limit,
+            chunk=EMBED_CHUNK,
+            progress=status,
+            embed=pipeline.interleaved_embed(self.encoder),  # photos get between its model batches
         )
 
     async def ingest_feed(self, path: Path, *, progress: Progress | None = None) -> IngestReport:
@@ -196,13 +216,20 @@ class FashionService:
             path,
             fetch_config=pipeline.feed_fetch_config(self.settings),
             progress=status,
+            embed=pipeline.interleaved_embed(self.encoder),
         )
 
     async def reindex(self, progress: Progress | None = None) -> int:
         """Re-embed items that lack an embedding for the current backbone (the progress
         total is set up front), then rebuild the index."""
         status = self._track_ingest("reindex", progress)
-        await pipeline.reembed(self.catalogue, self.encoder, chunk=EMBED_CHUNK, progress=status)
+        await pipeline.reembed(
+            self.catalogue,
+            self.encoder,
+            chunk=EMBED_CHUNK,
+            progress=status,
+            embed=pipeline.interleaved_embed(self.encoder),
+        )
         return await self.catalogue.rebuild(reason="reindex")
 
     async def rebuild_index(self, reason: str = "requested") -> int:
@@ -228,7 +255,7 @@ class FashionService:
         searches it anyway); ``region`` searches a box the user drew. Raises ``BadImage``
         for unusable input. Only vectors and boxes are kept, never the photo."""
         k = k or self.settings.top_k
-        self.catalogue.check_ready()
+        self._check_ready()
         picture = await self.encoder.decode(image, working_size=WORKING_SIDE)
         size = picture.size
         queries, no_garment = await self._queries(picture, whole_photo=whole_photo, region=region)
@@ -289,9 +316,8 @@ class FashionService:
         product_shot = False
         if region is not None:
             found = [("other", REGION_LABEL, region, 1.0)]
-        elif self.finder is not None:
-            finder = self.finder
-            scan = await self.encoder.on_model_thread(partial(finder.scan, picture))
+        elif self.finder is not None and not whole_photo:  # the whole photo, as asked: no scan
+            scan = await self._scan(self.finder, picture)
             product_shot = scan.product_shot
             found = [
                 (g.group, g.label, Box(g.box.x0, g.box.y0, g.box.x1, g.box.y1), float(g.confidence))
@@ -311,6 +337,15 @@ class FashionService:
             return queries, False  # whole-photo first (number 0 is current)
         return ([q for q in queries if q.number > 0] + [queries[0]]), no_garment
 
+    async def _scan(self, finder: GarmentFinder, picture: Image.Image) -> GarmentScan:
+        """The finder's scan in three steps, so that only its forward pass waits for the model's
+        thread: the product check and the input on the pool, the maps on the model's thread
+        (batched with other photos of the same shape that arrive together), the verdict on
+        the pool again."""
+        check, x = await self.encoder.run(finder.scan_input, picture)
+        maps = await self.encoder.on_model_thread_grouped(("scan", tuple(x.shape)), x, finder.maps_batch)
+        return await self.encoder.run(finder.decide, check, maps)
+
     async def _user_id(self, user: UserRef) -> int:
         """The user's row id, created on first sight."""
         found = await self.store.user_id(user.platform, user.user_id)
@@ -323,7 +358,7 @@ class FashionService:
         """Another garment of an earlier photo (``None``: the whole photo), from the kept
         vectors; only the user who sent the photo may ask."""
         k = k or self.settings.top_k
-        self.catalogue.check_ready()
+        self._check_ready()
         user_id = None
         if user is not None:
             user_id = await self.store.user_id(user.platform, user.user_id, create=False)
@@ -366,7 +401,7 @@ class FashionService:
     ) -> list[ScoredItem]:
         """The k nearest catalogue items (of ``group`` when given), leaning towards the
         user's style, with other shops' offers."""
-        self.catalogue.check_ready()
+        self._check_ready()
         profile = await self._ranking_profile(user_id)
         ranked = await self._rank(vector, k, exclude=exclude, profile=profile, group=group)
         return (await self._hydrate([ranked]))[0]
@@ -556,6 +591,7 @@ class FashionService:
             precision=self.encoder.embedder.precision,
             head=_describe_head(self.backbone),
             batch_size=self.encoder.embedder.batch_size,
+            ingest=self.ingest_status(),
         )
 
 

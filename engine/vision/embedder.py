@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -116,6 +116,18 @@ class _Call:
     future: concurrent.futures.Future
 
 
+@dataclass
+class _Grouped:
+    """One item of work that may run together with others of the same ``key``: ``fn`` takes
+    the gathered items and returns one result each (the garment scans of a burst of photos
+    of one shape run as one batch)."""
+
+    key: object
+    item: object
+    fn: Callable[[list[Any]], list[Any]]
+    future: concurrent.futures.Future
+
+
 class Embedder:
     """Runs a backbone in one worker thread with micro-batching."""
 
@@ -129,6 +141,8 @@ class Embedder:
         threads: int | None = None,
         compile: bool = False,
         batch_rates_file: Path | None = None,
+        runtime: str = "torch",
+        runtime_cache_dir: Path | None = None,
     ) -> None:
         # A loader (``partial(load_model, settings)``) is called on the worker, so that even the
         # weights' loading runs there: see _settle for why one thread does all torch work.
@@ -142,10 +156,15 @@ class Embedder:
         self._compiled: Callable[..., torch.Tensor] | None = None
         self.buckets: tuple[int, ...] = ()
         self._last_arrival = 0.0
-        self._queue: queue.Queue[_Job | _Call | None] = queue.Queue()
+        self._queue: queue.Queue[_Job | _Call | _Grouped | None] = queue.Queue()
         self.batches_run = 0  # for tests and benchmarks: how much micro-batching happened
         self.bf16_from: int | None = None
         self.small_batch_fp32 = False  # set by _settle where measured
+        # torch, or OpenVINO where it is faster and agrees (engine/vision/runtimes.py): chosen in _settle.
+        self._requested_runtime, self._runtime_cache_dir = runtime, runtime_cache_dir
+        self.runtime, self.runtime_note = "torch", ""
+        self._runtime_model: Callable[[np.ndarray], np.ndarray] | None = None
+        self._runtime_plan: int | None = None
         self._worker = threading.Thread(target=self._run, name="embedder", daemon=True)
         self._worker.start()
         # Everything that runs torch (folding, layout, calibration, compilation) runs on the
@@ -196,11 +215,14 @@ class Embedder:
         # are padded up to their bucket. Opt-in: it costs ~20-30 s at start.
         if compile:
             self._compile()
+        self._choose_runtime()
         if measure_batch:
             self.batch_size = self._choose_batch_size()
 
     @property
     def precision(self) -> str:
+        if self._runtime_model is not None:
+            return f"{describe(self._runtime_plan, self._plans.stages)} on OpenVINO"
         return describe(self.bf16_from, self._plans.stages)
 
     @property
@@ -235,6 +257,16 @@ class Embedder:
         self._queue.put(_Call(fn, future))
         return future
 
+    def call_grouped(
+        self, key: object, item: object, fn: Callable[[list[Any]], list[Any]]
+    ) -> concurrent.futures.Future:
+        """Run ``fn([item, …])`` on the model's thread, together with the items of other
+        ``call_grouped`` requests of the same ``key`` that arrive within the micro-batch
+        wait (up to ``batch_size`` of them); the future gets this item's result."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put(_Grouped(key, item, fn, future))
+        return future
+
     def close(self) -> None:
         self._queue.put(None)
         self._worker.join(timeout=10)
@@ -243,6 +275,9 @@ class Embedder:
     def forward(self, pixels: np.ndarray, *, reference: bool = False) -> np.ndarray:
         """Features for uint8 NHWC pixels, L2-normalised, float32. ``reference``: the plain
         fp32 model (what agreement is measured against)."""
+        if self._runtime_model is not None and not reference:
+            feats = self._runtime_model(pixels)
+            return feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
         n = len(pixels)
         model: Callable[..., torch.Tensor] = (
             self.reference if reference or (n <= SMALL_BATCH and self.small_batch_fp32) else self.model
@@ -290,6 +325,31 @@ class Embedder:
             self.buckets,
             time.monotonic() - started,
         )
+
+    def _choose_runtime(self) -> None:
+        """Torch or OpenVINO for the forward pass, by agreement and measurement, on this thread."""
+        if self._requested_runtime == "torch":
+            return
+        from engine.vision import runtimes
+
+        pictures = calibration_pictures(self.input_size)
+        model, plan, self.runtime_note = runtimes.choose(
+            self._requested_runtime,
+            plans=self._plans,
+            mean=self._mean,
+            std=self._std,
+            model_key=self.backbone.model_key,
+            input_size=self.input_size,
+            bf16_from=self.bf16_from,
+            cache_dir=self._runtime_cache_dir,
+            pictures=pictures,
+            reference=self.forward(pictures, reference=True),
+            torch_forward=self.forward,
+            gate=BF16_GATE,
+        )
+        self._runtime_model, self._runtime_plan = model, plan
+        self.runtime = "openvino" if model is not None else "torch"
+        log.info("runtime: %s", self.runtime_note)
 
     def _fp32_faster_alone(self) -> bool:
         """Keep what pays: eager bf16 is slower than fp32 for a single image on some models
@@ -411,24 +471,25 @@ class Embedder:
 
     # ---- worker -----------------------------------------------------------
     def _run(self) -> None:
-        pending: list[_Job] = []
+        carried: _Job | _Call | _Grouped | None = None
         while True:
-            job = self._queue.get()
+            job = carried if carried is not None else self._queue.get()
+            carried = None
             if job is None:
                 return
             if isinstance(job, _Call):
                 self._call(job)
                 continue
-            pending = [job]
-            count = len(job.pixels)
+            pending: list[Any] = [job]
+            count = len(job.pixels) if isinstance(job, _Job) else 1
             now = time.monotonic()
             # A lone request on an idle engine runs at once; when requests come in a burst
             # (the previous one arrived within 50 ms, or others are already queued), gather
-            # whatever else arrives within max_wait, up to a full batch.
+            # whatever else of the same kind arrives within max_wait, up to a full batch.
+            # Work of another kind ends the gathering and runs next, in arrival order.
             bursty = now - self._last_arrival < 0.05 or not self._queue.empty()
             self._last_arrival = now
             deadline = now + (self.max_wait if bursty else 0.0)
-            call: _Call | None = None
             while count < self.batch_size:
                 timeout = deadline - time.monotonic()
                 try:
@@ -438,14 +499,19 @@ class Embedder:
                 if nxt is None:
                     self._queue.put(None)
                     break
-                if isinstance(nxt, _Call):
-                    call = nxt
+                if isinstance(job, _Job) and isinstance(nxt, _Job):
+                    pending.append(nxt)
+                    count += len(nxt.pixels)
+                elif isinstance(job, _Grouped) and isinstance(nxt, _Grouped) and nxt.key == job.key:
+                    pending.append(nxt)
+                    count += 1
+                else:
+                    carried = nxt
                     break
-                pending.append(nxt)
-                count += len(nxt.pixels)
-            self._process(pending)
-            if call is not None:
-                self._call(call)
+            if isinstance(job, _Job):
+                self._process(pending)
+            else:
+                self._process_group(pending)
 
     @staticmethod
     def _call(call: _Call) -> None:
@@ -455,6 +521,20 @@ class Embedder:
             call.future.set_result(call.fn())
         except BaseException as err:
             call.future.set_exception(err)
+
+    @staticmethod
+    def _process_group(jobs: list[_Grouped]) -> None:
+        live = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        try:
+            results = live[0].fn([j.item for j in live])
+        except BaseException as err:  # never kill the worker: fail these calls only
+            for j in live:
+                j.future.set_exception(err)
+            return
+        for j, result in zip(live, results):
+            j.future.set_result(result)
 
     def _process(self, jobs: list[_Job]) -> None:
         live = [j for j in jobs if j.future.set_running_or_notify_cancel()]

@@ -98,5 +98,10 @@ class Encoder:
         batches: a second OpenMP team on two cores slows both."""
         return await asyncio.wrap_future(self.embedder.call_on_worker(fn))
 
+    async def on_model_thread_grouped(self, key: object, item: Any, fn: Callable[[list[Any]], list[T]]) -> T:
+        """``fn`` over this ``item`` and those of other requests with the same ``key`` that
+        arrive together, as one call on the model's thread (a burst of scans is one batch)."""
+        return await asyncio.wrap_future(self.embedder.call_grouped(key, item, fn))
+
     def close(self) -> None:
         self.embedder.close()

@@ -243,39 +243,53 @@ class GarmentFinder:
         return ("head+cam" if self.use_cam else "head") if self.head is not None else "cam"
 
     # ---- the maps ----
-    @torch.inference_mode()
     def maps(self, img: Image.Image) -> dict:
         """The per-cell maps of one photo (stride 16): ``garment`` probability, ``group``
         probabilities (7), ``boxes`` (cells, 4: x0 y0 x1 y1 relative), ``cam`` clothing mass
         and the best CAM class per cell. For the finder and for looking at."""
-        x = scan_tensor(img, self.side)
+        return self.maps_batch([scan_tensor(img.convert("RGB") if img.mode != "RGB" else img, self.side)])[0]
+
+    @torch.inference_mode()
+    def maps_batch(self, inputs: list[torch.Tensor]) -> list[dict]:
+        """:meth:`maps` for several scan inputs of one shape (from :func:`scan_tensor`) in
+        one forward pass: a burst of photos costs a batch, not a pass each. Runs on the
+        model's thread."""
+        x = torch.cat(inputs) if len(inputs) > 1 else inputs[0]
         f16, f32 = trunk_maps(self.model, x)
         gh, gw = f16.shape[-2:]
-        out: dict = {"shape": (gh, gw)}
+        outs: list[dict] = [{"shape": (gh, gw)} for _ in inputs]
         if self.head is not None:
             logits, dist = self.head(f16, f32)
-            p = torch.softmax(logits[0], dim=0).numpy()  # (11, gh, gw)
-            garment = 1.0 - p[0]
-            groups = np.zeros((len(GROUPS), gh, gw), np.float32)
-            for c, g in enumerate(FM_GROUPS):
-                groups[GROUPS.index(g)] += p[1 + c]
+            probs = torch.softmax(logits, dim=1).numpy()  # (n, 11, gh, gw)
             cy, cx = (np.arange(gh)[:, None] + 0.5), (np.arange(gw)[None, :] + 0.5)
-            d = dist[0].numpy()
-            boxes = np.stack([(cx - d[0]) / gw, (cy - d[1]) / gh, (cx + d[2]) / gw, (cy + d[3]) / gh], axis=-1)
-            out.update(garment=garment, groups=groups, classes=p[1:], boxes=np.clip(boxes, 0, 1))
+            dists = dist.numpy()
+            for out, p, d in zip(outs, probs, dists):
+                groups = np.zeros((len(GROUPS), gh, gw), np.float32)
+                for c, g in enumerate(FM_GROUPS):
+                    groups[GROUPS.index(g)] += p[1 + c]
+                boxes = np.stack([(cx - d[0]) / gw, (cy - d[1]) / gh, (cx + d[2]) / gw, (cy + d[3]) / gh], axis=-1)
+                out.update(garment=1.0 - p[0], groups=groups, classes=p[1:], boxes=np.clip(boxes, 0, 1))
         if self.use_cam:
             logits = torch.einsum("kc,nchw->nkhw", self.model._fc.weight, f32) + self.model._fc.bias.view(1, -1, 1, 1)
             logits = nn.functional.interpolate(logits, size=(gh, gw), mode="bilinear", align_corners=False)
-            prob = torch.softmax(logits[0], dim=0)[self._cam_idx].numpy()  # (classes, gh, gw)
-            out["cam"] = prob.sum(axis=0)
-            out["cam_class"] = prob.argmax(axis=0)
-            out["cam_groups"] = np.stack([prob[self._cam_groups == g].sum(axis=0) for g in range(len(GROUPS))])
-        return out
+            probs_cam = torch.softmax(logits, dim=1)[:, self._cam_idx].numpy()  # (n, classes, gh, gw)
+            for out, prob in zip(outs, probs_cam):
+                out["cam"] = prob.sum(axis=0)
+                out["cam_class"] = prob.argmax(axis=0)
+                out["cam_groups"] = np.stack([prob[self._cam_groups == g].sum(axis=0) for g in range(len(GROUPS))])
+        return outs
+
+    def scan_input(self, img: Image.Image) -> tuple[ProductCheck, torch.Tensor]:
+        """The CPU half before the model (any thread): the product-shot check and the scan's
+        input tensor. With :meth:`maps_batch` and :meth:`decide` it is :meth:`scan` in three
+        steps, so only the forward pass waits for the model's thread."""
+        img = img.convert("RGB") if img.mode != "RGB" else img
+        return product_check(img), scan_tensor(img, self.side)
 
     def scan(self, img: Image.Image) -> GarmentScan:
         """The garments in ``img`` (RGB, already decoded and downscaled), best first."""
-        img = img.convert("RGB") if img.mode != "RGB" else img
-        return self.decide(product_check(img), self.maps(img))
+        check, x = self.scan_input(img)
+        return self.decide(check, self.maps_batch([x])[0])
 
     def decide(self, check: ProductCheck, m: dict) -> GarmentScan:
         """The scan's verdict from the product check and the maps (which a finder with the

@@ -134,3 +134,42 @@ def test_the_measurement_is_remembered_in_the_data_dir(backbone, tmp_path, monke
     monkeypatch.setattr(embedder, "machine_key", lambda: "another CPU/64 cores")
     start()
     assert len(calls) == 3 and len(json.loads(path.read_text())) == 2  # another machine: its own entry
+
+
+def test_grouped_calls_of_one_key_run_together_in_order_with_the_rest(measured) -> None:
+    """A burst of scans of one shape is one call on the model's thread (up to the batch size);
+    other keys and embedding jobs are never mixed into it, and a failing group fails only its
+    own callers."""
+    calls: list[tuple[str, list[int]]] = []
+
+    def batch(tag: str):
+        def fn(items: list[int]) -> list[tuple[str, int, str]]:
+            calls.append((tag, list(items)))
+            return [(tag, i, threading.current_thread().name) for i in items]
+
+        return fn
+
+    def failing(items: list[int]) -> list[int]:
+        raise ValueError("bad batch")
+
+    # Block the worker so everything below queues up, then let it go.
+    gate = threading.Event()
+    blocker = measured.call_on_worker(lambda: gate.wait(30))
+    a = [measured.call_grouped("a", i, batch("a")) for i in range(3)]
+    b = [measured.call_grouped("b", i, batch("b")) for i in range(2)]
+    embedded = measured.submit(np.zeros((224, 224, 3), np.uint8))
+    bad = measured.call_grouped("c", 0, failing)
+    after = measured.call_grouped("a", 9, batch("a"))
+    gate.set()
+    blocker.result(timeout=30)
+    assert [f.result(timeout=60) for f in a] == [("a", i, "embedder") for i in range(3)]
+    assert [f.result(timeout=60)[1] for f in b] == [0, 1]
+    assert embedded.result(timeout=60).shape == (1, measured.backbone.dim)
+    with pytest.raises(ValueError, match="bad batch"):
+        bad.result(timeout=60)
+    assert after.result(timeout=60) == ("a", 9, "embedder")
+    groups = [(tag, items) for tag, items in calls]
+    size = measured.batch_size
+    assert groups[0] == ("a", [0, 1, 2][:size]), groups
+    assert ("b", [0, 1][: min(2, size)]) in groups
+    assert groups[-1] == ("a", [9])  # arrived after other work: its own call, not merged back

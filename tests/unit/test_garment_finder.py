@@ -116,3 +116,19 @@ def test_finder_works_without_the_head_file(tmp_path, finder):
     assert cam.mode == "cam"
     x, _ = gs._fm("test")
     assert len(cam.scan(gs.fm_picture(x[0])).garments) == 1  # a product shot, still not refused
+
+
+def test_a_batched_scan_finds_what_the_lone_scans_find(finder) -> None:
+    """maps_batch over several photos of one shape gives each photo the maps its lone scan
+    gives (the service batches a burst of scans): same garments, same verdicts."""
+    from engine.vision.garments import scan_tensor
+
+    photos = [s.image.convert("RGB").resize((384, 512)) for s in gs.outfit_set(3)]
+    inputs = [finder.scan_input(p) for p in photos]
+    batched = finder.maps_batch([x for _, x in inputs])
+    for photo, (check, x), maps in zip(photos, inputs, batched):
+        alone = finder.maps_batch([scan_tensor(photo, finder.side)])[0]
+        assert np.max(np.abs(maps["garment"] - alone["garment"])) < 1e-3
+        lone, together = finder.scan(photo), finder.decide(check, maps)
+        assert [g.group for g in together.garments] == [g.group for g in lone.garments]
+        assert together.product_shot == lone.product_shot
