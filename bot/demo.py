@@ -1,14 +1,18 @@
 """`fashionbot demo`: the whole product on one machine, no tokens needed.
 
-Fills an empty catalogue with Fashion-MNIST products (a subset by default, resumable,
-so a second run starts in seconds), starts the offline demo shop so `/trend` can be
-tried, starts the web chat and, when their tokens are set, the Telegram and Discord
-bots, all on one service. Ctrl-C stops everything cleanly.
+Starts the offline demo shop (so `/trend` can be tried), the service, the web chat and,
+when their tokens are set, the Telegram and Discord bots, all on one service, and fills
+the catalogue with Fashion-MNIST products (a subset by default) **in the background**:
+the page answers within seconds of the command starting, photos are answered from what
+is indexed so far, and the page shows how far the catalogue is. The ingest is
+resumable, so a second run only adds what is missing. A failed ingest is logged and the
+chat goes on with the items it has; Ctrl-C stops everything cleanly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 from functools import lru_cache
@@ -18,20 +22,75 @@ from engine.config import Settings
 
 if TYPE_CHECKING:
     from engine.api import AdminAPI
+    from engine.types import About
     from scraper.demo_shop import DemoProduct
+
+log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 5000
 DEMO_SHOP_PORT = 8765
 
 
-async def fill_catalogue(service: AdminAPI, *, full: bool, limit: int | None) -> None:
-    """Ingest the demo subset (or everything) that isn't in the catalogue yet."""
+def say(text: str) -> None:
+    """A line for the person at the console, above the ingest's progress bar (tqdm's own
+    write clears the bar, prints, and draws it again)."""
+    from tqdm import tqdm
+
+    tqdm.write(text, file=sys.stdout)
+    sys.stdout.flush()
+
+
+async def fill_catalogue(service: AdminAPI, *, full: bool, limit: int | None) -> int:
+    """Ingest the demo subset (or everything) that isn't in the catalogue yet; returns how
+    many items were added."""
     from tqdm import tqdm
 
     splits = [("train", None), ("test", None)] if full else [("train", limit or DEFAULT_LIMIT)]
+    added = 0
     for split, count in splits:
         with tqdm(desc=f"Embedding Fashion-MNIST ({split})", unit="img", file=sys.stderr) as bar:
-            await service.ingest_fashion_mnist(split=split, limit=count, progress=bar)
+            added += (await service.ingest_fashion_mnist(split=split, limit=count, progress=bar)).added
+    return added
+
+
+def ready_catalogue_line(about: About) -> str:
+    """The catalogue's part of the ready line: what answers now, and what is still coming."""
+    ingest = about.ingest
+    if ingest is None or ingest.state != "running":
+        return f"Catalogue: {about.index_size:,} items"
+    so_far = f"Catalogue: {about.index_size:,} items indexed so far"
+    if ingest.remaining is None:  # still reading the dataset and what is already in
+        return f"{so_far}, checking for the rest in the background"
+    if about.expected is None:
+        return f"Catalogue: {about.index_size:,} items"
+    return (
+        f"Catalogue: {about.index_size:,} of {about.expected:,} items indexed so far, "
+        "the rest is being added in the background (the page shows how far)"
+    )
+
+
+async def fill_in_background(service: AdminAPI, *, full: bool, limit: int | None) -> bool:
+    """:func:`fill_catalogue` as the demo's background task: the chat is already serving,
+    so a failure is reported (one clear line, the traceback in the log) and the chat goes on
+    with what was indexed, instead of taking the page down. True when it completed.
+    Cancellation (Ctrl-C) passes through: the ingest is resumable."""
+    started = time.monotonic()
+    try:
+        added = await fill_catalogue(service, full=full, limit=limit)
+    except Exception as err:
+        log.error("filling the demo catalogue failed", exc_info=err)
+        say(
+            f"Adding the demo catalogue stopped: {type(err).__name__}: {err}\n"
+            f"The chat goes on with the {(await service.about()).index_size:,} items indexed; "
+            "run `fashionbot demo` again to add the rest (it resumes)."
+        )
+        return False
+    took = time.monotonic() - started
+    say(
+        f"Catalogue complete: {(await service.about()).index_size:,} items "
+        + (f"({added:,} added in {took:.0f} s)." if added else "(nothing to add).")
+    )
+    return True
 
 
 @lru_cache(maxsize=1)
@@ -77,21 +136,23 @@ async def run_demo(
         settings.shops_file = write_demo_shops_toml(settings.data_dir / "demo-shops.toml", shop_url)
         settings.scraper_min_delay = min(settings.scraper_min_delay, 0.1)  # our own shop: no need to wait
 
+    filling: asyncio.Task[bool] | None = None
     service = await FashionService.create(settings)
     try:
         about = await service.about()
         if about.backbone_note:
             print(f"Note: {about.backbone_note}", file=sys.stderr)
-        await fill_catalogue(service, full=full, limit=limit)
-        about = await service.about()
+        # The ingest shares the service with the chat: the index takes adds beside searches
+        # (a reader-writer lock in VectorIndex), items answer photos chunk by chunk.
+        filling = asyncio.create_task(fill_in_background(service, full=full, limit=limit), name="demo-ingest")
+        await asyncio.sleep(0)  # it registers its status at once, before the page can be asked
 
-        def ready(url: str) -> None:
+        async def ready(url: str) -> None:
             took = time.monotonic() - started
-            print(
+            say(
                 f"\nfashionbot demo is ready in {took:.0f} s: open {url}\n"
-                f"Catalogue: {about.index_size} items · demo shop for /trend at {shop_url}\n"
-                "Ctrl-C stops everything.",
-                flush=True,
+                f"{ready_catalogue_line(await service.about())} · demo shop for /trend at {shop_url}\n"
+                "Ctrl-C stops everything."
             )
 
         frontends = [FrontEnd("web", lambda: run_web(service, settings, host=host, port=port, on_ready=ready))]
@@ -100,5 +161,8 @@ async def run_demo(
             print(f"Starting the {fe.name} bot too (its token is set).", flush=True)
         return await run_frontends(frontends)
     finally:
+        if filling is not None:  # Ctrl-C or the front-ends ended: stop adding (resumable)
+            filling.cancel()
+            await asyncio.gather(filling, return_exceptions=True)
         await service.close()
         await shop_runner.cleanup()

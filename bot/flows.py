@@ -30,12 +30,13 @@ from bot import render
 from bot.guards import RateLimiter, declared_size_problem
 from engine.api import FashionAPI
 from engine.config import Settings
-from engine.errors import ServiceError
+from engine.errors import CatalogueFilling, ServiceError
 from engine.types import Box, Recommendation, TrendProgress, UserRef
 
 log = logging.getLogger(__name__)
 
 TREND_EDIT_INTERVAL = 1.5  # seconds between edits of a chat message showing a trend's progress
+FILLING_RETRY_AFTER = 5.0  # seconds a photo that found the catalogue still empty is asked to wait
 
 
 def user_tag(user: UserRef | None) -> str:
@@ -57,7 +58,8 @@ def error_text(err: BaseException, *, what: str, user: UserRef | None = None) ->
 class Refusal:
     """Why a photo got no results, as the sentence the user reads. ``reason`` lets a
     front-end pick its status (the web chat's HTTP code): ``rate_limited``,
-    ``too_large``, ``not_accepted`` (not a picture, a bad picture) or ``failed``."""
+    ``too_large``, ``not_accepted`` (not a picture, a bad picture), ``not_ready`` (the
+    catalogue is still being filled: try again shortly) or ``failed``."""
 
     text: str
     reason: str = "not_accepted"
@@ -128,6 +130,8 @@ class PhotoFlow:
                 if problem:
                     return Refusal(problem, "too_large")
                 return await self.recommend(data, request)
+            except CatalogueFilling as err:  # nothing indexed yet, but it is coming
+                return Refusal(str(err), "not_ready", retry_after=FILLING_RETRY_AFTER)
             except Exception as err:  # every failure becomes the user's answer
                 text = error_text(err, what="photo", user=request.user)
                 return Refusal(text, "not_accepted" if isinstance(err, ServiceError) else "failed")

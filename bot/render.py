@@ -130,6 +130,20 @@ def recommendation_text(rec: Recommendation) -> str:
     return f"{intro}\n{body}" if intro else body
 
 
+def catalogue_text(a: About) -> str:
+    """How much of the catalogue answers photos, in one line: the web chat's status line
+    and the demo's console ("Catalogue: 1,240 of 5,000 items ready — still adding")."""
+    ready = f"{a.index_size:,} item{'' if a.index_size == 1 else 's'}"
+    if a.filling:
+        expected = a.expected
+        if expected is not None and expected > a.index_size:
+            return f"Catalogue: {a.index_size:,} of {expected:,} items ready — still adding"
+        return f"Catalogue: {ready} ready — still adding"
+    if a.ingest is not None and a.ingest.state == "failed":
+        return f"Catalogue: {ready} — adding more stopped (see the log)"
+    return f"Catalogue: {ready}"
+
+
 def about_text(a: About) -> str:
     lines = [
         f"Backbone: {a.backbone} ({a.dimension}-d features, {a.precision}"
@@ -138,6 +152,8 @@ def about_text(a: About) -> str:
         f"Head: {a.head}" if a.head else "Head: none (frozen backbone features; see `fashionbot train-head`)",
         f"Catalogue: {a.catalogue_size} items; index: {a.index_size} items, {a.index_state}",
     ]
+    if a.filling:
+        lines.append(catalogue_text(a))
     if a.backbone_note:
         lines.append(f"Note: {a.backbone_note}")
     return "\n".join(lines)

@@ -30,6 +30,14 @@ class EmptyCatalogue(ServiceError):
         )
 
 
+class CatalogueFilling(EmptyCatalogue):
+    """Empty, but an ingest is filling it (the demo's first minute): a short wait, not a
+    missing step, so the user reads that rather than the operator's instructions."""
+
+    def __init__(self) -> None:
+        ServiceError.__init__(self, "The catalogue is still being filled — try again in a few seconds.")
+
+
 class IndexOutOfDate(ServiceError):
     """The saved index belongs to another backbone; recommending from it would be nonsense."""
 
@@ -39,4 +47,12 @@ class UnknownItem(ServiceError):
         super().__init__(f"I don't know item {item_id} (it may have been removed).")
 
 
-__all__ = ["BackboneUnavailable", "BadImage", "ServiceError", "EmptyCatalogue", "IndexOutOfDate", "UnknownItem"]
+__all__ = [
+    "BackboneUnavailable",
+    "BadImage",
+    "CatalogueFilling",
+    "EmptyCatalogue",
+    "IndexOutOfDate",
+    "ServiceError",
+    "UnknownItem",
+]

@@ -175,6 +175,33 @@ class TrendInfo:
 
 
 @dataclass(frozen=True)
+class IngestSnapshot:
+    """Where an ingest stands (``engine.catalogue.ingest.IngestStatus`` keeps it); here in
+    the base layer so :class:`About` can carry it to the front-ends. ``state``:
+    ``"running"``, ``"done"``, ``"failed"`` or ``"cancelled"``."""
+
+    kind: str  # "fashion-mnist", "feed", "reindex"
+    state: str
+    total: int | None  # rows expected, when known
+    done: int  # rows handled (added, skipped or bad)
+    added: int
+    bad: int
+    rate: float  # rows a second since the start
+    elapsed: float  # seconds
+    eta: float | None  # seconds left, when the total is known
+    error: str | None = None
+
+    @property
+    def fraction(self) -> float | None:
+        return None if not self.total else min(1.0, self.done / self.total)
+
+    @property
+    def remaining(self) -> int | None:
+        """Rows still to handle, when the total is known."""
+        return None if self.total is None else max(0, self.total - self.done)
+
+
+@dataclass(frozen=True)
 class About:
     backbone: str
     backbone_note: str  # e.g. why auto fell back
@@ -187,6 +214,24 @@ class About:
     precision: str  # e.g. "fp32", or "fp32+bf16 (bf16 from stage 7 of 18)"
     head: str = ""  # the trained head, described; "" when the frozen backbone's features are used
     batch_size: int = 0  # images per model batch (measured at start-up unless set); 0: unknown
+    # This process's latest ingest (the demo fills its catalogue in the background while
+    # the chat answers); None when it has run none.
+    ingest: IngestSnapshot | None = None
+
+    @property
+    def filling(self) -> bool:
+        """An ingest of this process is still adding items: photos are answered from the
+        ``index_size`` items indexed so far."""
+        i = self.ingest
+        return i is not None and i.state == "running" and (i.remaining is None or i.remaining > 0)
+
+    @property
+    def expected(self) -> int | None:
+        """Items the index will hold when the running ingest is done (what is indexed plus
+        the rows it has still to handle), when known; None when nothing is being added."""
+        if not self.filling or self.ingest is None or self.ingest.remaining is None:
+            return None
+        return self.index_size + self.ingest.remaining
 
 
 @dataclass

@@ -15,6 +15,7 @@ POST /api/trend             JSON ``{"tag": "dress"}``: live progress as NDJSON l
 GET  /api/trends            recent trends
 POST /api/forget            JSON ``{"confirm": true}``: deletes everything kept about the visitor
 GET  /api/about             which model and catalogue answer
+GET  /api/catalogue         items ready, and whether an ingest is still adding (the status line)
 =========================  ==================================================================
 """
 
@@ -52,7 +53,9 @@ FORGET_NEEDS_CONFIRM = "Please confirm that you want me to forget you."
 BAD_JSON = "I couldn't read that request."
 BAD_TAG = "Please name a trend to search for, e.g. “dress” (up to 80 characters)."
 BUSY = "Lots of photos are arriving right now. Please try again in a few seconds."
-STATUS = {"rate_limited": 429, "too_large": 413, "not_accepted": 400, "failed": 500}
+# not_ready: the catalogue is still being filled (the demo's first seconds); 409, the
+# catalogue's state, with Retry-After: the request was fine and will work shortly.
+STATUS = {"rate_limited": 429, "too_large": 413, "not_accepted": 400, "not_ready": 409, "failed": 500}
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -66,7 +69,9 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 
 def _refusal(r: Refusal) -> web.Response:
-    extra = {"retry_after": round(r.retry_after, 1)} if r.retry_after is not None else {}
+    extra: dict[str, Any] = {"retry_after": round(r.retry_after, 1)} if r.retry_after is not None else {}
+    if r.reason == "not_ready":
+        extra["reason"] = "catalogue_filling"  # the page shows it calmly and watches the catalogue fill
     return json_error(STATUS.get(r.reason, 400), r.text, **extra)
 
 
@@ -287,6 +292,23 @@ async def about(request: web.Request) -> web.Response:
     return web.json_response({**dataclasses.asdict(a), "text": render.about_text(a)})
 
 
+async def catalogue(request: web.Request) -> web.Response:
+    """How much of the catalogue answers photos and whether this process is still adding
+    (the service's own ingest status, via ``about``): the page's status line polls it
+    while ``adding`` is true."""
+    a = await state_of(request).service.about()
+    ingest = a.ingest
+    return web.json_response(
+        {
+            "ready": a.index_size,
+            "expected": a.expected,
+            "adding": a.filling,
+            "state": ingest.state if ingest is not None else None,
+            "text": render.catalogue_text(a),
+        }
+    )
+
+
 def add_routes(r: web.UrlDispatcher) -> None:
     r.add_get("/", index)
     r.add_get("/static/{name}", static)
@@ -302,3 +324,4 @@ def add_routes(r: web.UrlDispatcher) -> None:
     r.add_get("/api/trends", trends)
     r.add_post("/api/forget", forget)
     r.add_get("/api/about", about)
+    r.add_get("/api/catalogue", catalogue)

@@ -714,6 +714,11 @@
       form.append("photo", file, file.name || "photo");
       const res = await api("/api/recommend", { method: "POST", body: form });
       wait.remove();
+      if (!res.ok && res.status === 409) { // the catalogue is still being filled: a wait, not an error
+        reply(res.error, "info");
+        watchCatalogue();
+        return;
+      }
       if (!res.ok) { reply(res.error, "error"); return; }
       const msg = add(resultsFrom(res.data, photo.id));
       announce(msg.no_garment ? config.no_garment : `${resultsHead(msg).textContent} ${msg.items.length} similar items found.`);
@@ -847,6 +852,61 @@
     }
   }
 
+  // ---- catalogue status (the demo fills the catalogue while the chat already answers) ---
+  const CATALOGUE_POLL_MS = 1500;      // how often the line is refreshed while items are added
+  const CATALOGUE_DONE_MS = 8000;      // how long "Catalogue: 5,000 items" stays once done
+  const CATALOGUE_MAX_FAILURES = 3;    // unanswered polls in a row before the page stops asking
+  let catalogueWatching = false;
+  const sleep = (ms) => new Promise((resolve) => window.setTimeout(resolve, ms));
+
+  // Polls /api/catalogue while the server says it is adding, and stops once it is not:
+  // a catalogue that is complete at page load costs one request and shows nothing.
+  async function watchCatalogue() {
+    if (catalogueWatching) return;
+    catalogueWatching = true;
+    const line = $("#catalogue-status");
+    const text = $("#catalogue-text");
+    const bar = $("#catalogue-progress");
+    let shown = false;
+    let failures = 0;
+    try {
+      for (;;) {
+        const res = await api("/api/catalogue");
+        if (!res.ok) {
+          if (++failures >= CATALOGUE_MAX_FAILURES) return;
+          await sleep(CATALOGUE_POLL_MS * 2);
+          continue;
+        }
+        failures = 0;
+        const c = res.data;
+        text.textContent = String(c.text || "");
+        if (c.adding) {
+          if (Number.isFinite(c.expected) && c.expected > 0) {
+            bar.max = c.expected;
+            bar.value = Math.min(Number(c.ready) || 0, c.expected);
+          } else {
+            bar.removeAttribute("value"); // indeterminate: the total isn't known yet
+          }
+          bar.hidden = false;
+          line.hidden = false;
+          shown = true;
+          await sleep(CATALOGUE_POLL_MS);
+          continue;
+        }
+        bar.hidden = true;
+        if (c.state === "failed") {
+          line.hidden = false; // stays: the operator should look at the log
+        } else if (shown) {
+          announce(text.textContent);
+          window.setTimeout(() => { line.hidden = true; }, CATALOGUE_DONE_MS);
+        }
+        return;
+      }
+    } finally {
+      catalogueWatching = false;
+    }
+  }
+
   // ---- wiring ------------------------------------------------------------------------
   function imageFrom(list) {
     for (const file of list || []) if (file && (!file.type || file.type.startsWith("image/"))) return file;
@@ -924,6 +984,7 @@
     if (res.ok) config = Object.assign(config, res.data);
     if (config.forget_confirm) $("#forget-text").textContent = config.forget_confirm; // shared wording
     document.body.classList.add("ready");
+    watchCatalogue();
   }
 
   start();

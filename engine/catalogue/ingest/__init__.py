@@ -38,6 +38,7 @@ from engine.catalogue.ingest.readers.fashion_mnist import (
 )
 from engine.catalogue.ingest.readers.merchant_feed import FEED_COLUMNS
 from engine.catalogue.ingest.rows import BadRow, Row, RowOrBad
+from engine.catalogue.ingest.stages import interleaved_embed, model_embed
 from engine.catalogue.ingest.status import IngestSnapshot, IngestStatus
 
 __all__ = [
@@ -59,6 +60,8 @@ __all__ = [
     "ingest_fashion_mnist",
     "ingest_feed",
     "ingest_rows",
+    "interleaved_embed",
     "load_fashion_mnist",
+    "model_embed",
     "reembed",
 ]

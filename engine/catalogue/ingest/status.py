@@ -10,29 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 
 from engine.api import Progress
+from engine.types import IngestSnapshot
 
-
-@dataclass(frozen=True)
-class IngestSnapshot:
-    """Where an ingest stands. ``state``: ``"running"``, ``"done"``, ``"failed"`` or ``"cancelled"``."""
-
-    kind: str  # "fashion-mnist", "feed", "reindex"
-    state: str
-    total: int | None  # rows expected, when known
-    done: int  # rows handled (added, skipped or bad)
-    added: int
-    bad: int
-    rate: float  # rows a second since the start
-    elapsed: float  # seconds
-    eta: float | None  # seconds left, when the total is known
-    error: str | None = None
-
-    @property
-    def fraction(self) -> float | None:
-        return None if not self.total else min(1.0, self.done / self.total)
+__all__ = ["IngestSnapshot", "IngestStatus"]  # the snapshot lives in the base layer (``About`` carries it)
 
 
 class IngestStatus:
