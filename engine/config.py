@@ -56,6 +56,11 @@ class EngineSettings(_FromEnvironment):
     )
     micro_batch_wait_ms: float = Field(default=4.0, ge=0, description="How long a lone request waits for company.")
     torch_threads: int | None = None
+    runtime: Literal["auto", "torch", "openvino"] = Field(
+        default="auto",
+        description="What runs the model: auto times OpenVINO against torch at start-up and keeps the faster "
+        "that agrees with fp32; torch is the fallback (engine/vision/runtimes.py).",
+    )
 
     index_m: int = 32
     index_ef_construction: int = 200

@@ -276,8 +276,8 @@ class Embedder:
         """Features for uint8 NHWC pixels, L2-normalised, float32. ``reference``: the plain
         fp32 model (what agreement is measured against)."""
         if self._runtime_model is not None and not reference:
-            feats = self._runtime_model(pixels)
-            return feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+            raw = self._runtime_model(pixels)
+            return raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
         n = len(pixels)
         model: Callable[..., torch.Tensor] = (
             self.reference if reference or (n <= SMALL_BATCH and self.small_batch_fp32) else self.model
