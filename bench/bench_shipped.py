@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -44,9 +45,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PLOT = ROOT / "docs" / "img" / "latency-vs-catalogue.png"
 GOALS = {"ingest_vs_baseline": 6.0, "ingest_vs_fast": 1.5, "latency_vs_baseline": 1 / 8, "users_at_once": 2.5}
 SIZES = {
-    True: dict(feed=(32, 128), rounds=1, baseline_n=48, fast_n=128, cat=[1000, 5000], queries=16, users=20),
+    True: dict(feed=(32, 320), rounds=1, baseline_n=48, fast_n=128, cat=[1000, 5000], queries=16, users=20),
     False: dict(
-        feed=(64, 320), rounds=2, baseline_n=96, fast_n=320, cat=[1000, 11000, 22000, 44000], queries=40, users=50
+        feed=(64, 1280), rounds=2, baseline_n=96, fast_n=320, cat=[1000, 11000, 22000, 44000], queries=40, users=50
     ),
 }
 
@@ -106,9 +107,19 @@ def standalone(what: str, folder: Path, *args: str, env: dict[str, str] | None =
     return out
 
 
-def fashionbot_ingest(feed: Path, work: Path, **extra: str) -> float:
-    """Wall time of ``fashionbot ingest feed`` on a fresh data directory."""
+KEPT = ("fashionbot.sqlite3", "index.hnsw")  # what a fresh catalogue must not inherit
+
+
+def fashionbot_ingest(feed: Path, work: Path, warm: Path | None = None, **extra: str) -> float:
+    """Wall time of ``fashionbot ingest feed`` on a fresh catalogue. With ``warm``, the data
+    directory starts with what an earlier run left there besides the catalogue (the start-up
+    measurements: batch rates, the runtime's choice and export), as on a machine that has run
+    it before: start-up then costs the same every run, and the marginal rate is not noise."""
     data = Path(tempfile.mkdtemp(prefix="data-", dir=work))
+    if warm is not None:
+        for path in warm.iterdir():
+            if not path.name.startswith(KEPT):
+                (shutil.copytree if path.is_dir() else shutil.copy2)(path, data / path.name)
     start = time.perf_counter()
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "fashionbot"), "ingest", "feed", str(feed)],
@@ -128,10 +139,18 @@ def fashionbot_ingest(feed: Path, work: Path, **extra: str) -> float:
 def product_ingest(folder: Path, work: Path, sizes: tuple[int, int], rounds: int, **extra: str) -> dict[str, Any]:
     """The marginal rate between a small and a large feed, rounds alternating."""
     small, large = (write_feed(folder, n) for n in sizes)
+    warm = Path(tempfile.mkdtemp(prefix="warm-", dir=work))
+    subprocess.run(  # a first run on this machine: start-up measures what it remembers
+        [str(Path(sys.executable).parent / "fashionbot"), "ingest", "feed", str(small)],
+        cwd=work,
+        env=_env(warm, **extra),
+        capture_output=True,
+        check=True,
+    )
     times: dict[int, list[float]] = {sizes[0]: [], sizes[1]: []}
     for _ in range(rounds):
         for n, feed in zip(sizes, (small, large)):
-            times[n].append(fashionbot_ingest(feed, work, **extra))
+            times[n].append(fashionbot_ingest(feed, work, warm, **extra))
     t_small, t_large = statistics.median(times[sizes[0]]), statistics.median(times[sizes[1]])
     rate = (sizes[1] - sizes[0]) / (t_large - t_small)
     return {
@@ -140,6 +159,7 @@ def product_ingest(folder: Path, work: Path, sizes: tuple[int, int], rounds: int
         "marginal_images_per_s": rate,
         "whole_run_images_per_s": sizes[1] / t_large,
         "settings": extra or "defaults",
+        "start_up": "as on a machine that has run it once (the data directory's start-up measurements kept)",
     }
 
 

@@ -46,6 +46,7 @@ from engine.types import (
     TrendProgress,
     UserRef,
 )
+from engine.vision import scan_runtime
 from engine.vision.backbones import LoadedBackbone
 from engine.vision.embedder import Embedder
 from engine.vision.encoder import Encoder, PreparedImage
@@ -132,6 +133,11 @@ class FashionService:
         finder = None
         if settings.garments:
             finder = await encoder.on_model_thread(partial(GarmentFinder.for_backbone, backbone))
+            if embedder.runtime == "openvino":  # the embedder is there: the scan too, if it agrees and is faster
+                note = await encoder.on_model_thread(
+                    partial(scan_runtime.accelerate, finder, settings.data_dir / "runtimes")
+                )
+                log.info("garment scan: %s", note)
         catalogue = Catalogue(settings, store, backbone, pool, group_of=group_of_category)
         service = cls(settings, store, encoder, catalogue, finder)
         service._pool = pool

@@ -28,6 +28,7 @@ import hashlib
 import importlib
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -220,6 +221,8 @@ class GarmentFinder:
         self._cam_idx = torch.tensor(sorted(CAM_CLASSES))
         self._cam_groups = np.array([GROUPS.index(CAM_CLASSES[i][1]) for i in sorted(CAM_CLASSES)])
         self._cam_words = [CAM_CLASSES[i][0] for i in sorted(CAM_CLASSES)]
+        # The forward pass on another runtime (engine/vision/scan_runtime.accelerate), or None: torch.
+        self.runtime: Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
 
     @classmethod
     def for_backbone(cls, backbone, head_path: Path | None = HEAD_PATH, **kw) -> GarmentFinder:
@@ -249,35 +252,52 @@ class GarmentFinder:
         and the best CAM class per cell. For the finder and for looking at."""
         return self.maps_batch([scan_tensor(img.convert("RGB") if img.mode != "RGB" else img, self.side)])[0]
 
-    @torch.inference_mode()
     def maps_batch(self, inputs: list[torch.Tensor]) -> list[dict]:
         """:meth:`maps` for several scan inputs of one shape (from :func:`scan_tensor`) in
         one forward pass: a burst of photos costs a batch, not a pass each. Runs on the
-        model's thread."""
+        model's thread (on OpenVINO when ``runtime`` is set: engine/vision/scan_runtime.py)."""
         x = torch.cat(inputs) if len(inputs) > 1 else inputs[0]
-        f16, f32 = trunk_maps(self.model, x)
-        gh, gw = f16.shape[-2:]
+        classes: np.ndarray | None
+        dists: np.ndarray | None
+        cams: np.ndarray | None
+        if self.runtime is not None:
+            classes, dists, cams = self.runtime(x)
+            gh, gw = classes.shape[-2:]
+        else:
+            classes, dists, cams, (gh, gw) = self._network(x)
         outs: list[dict] = [{"shape": (gh, gw)} for _ in inputs]
-        if self.head is not None:
-            logits, dist = self.head(f16, f32)
-            probs = torch.softmax(logits, dim=1).numpy()  # (n, 11, gh, gw)
+        if self.head is not None and classes is not None and dists is not None:
             cy, cx = (np.arange(gh)[:, None] + 0.5), (np.arange(gw)[None, :] + 0.5)
-            dists = dist.numpy()
-            for out, p, d in zip(outs, probs, dists):
+            for out, p, d in zip(outs, classes, dists):
                 groups = np.zeros((len(GROUPS), gh, gw), np.float32)
                 for c, g in enumerate(FM_GROUPS):
                     groups[GROUPS.index(g)] += p[1 + c]
                 boxes = np.stack([(cx - d[0]) / gw, (cy - d[1]) / gh, (cx + d[2]) / gw, (cy + d[3]) / gh], axis=-1)
                 out.update(garment=1.0 - p[0], groups=groups, classes=p[1:], boxes=np.clip(boxes, 0, 1))
-        if self.use_cam:
-            logits = torch.einsum("kc,nchw->nkhw", self.model._fc.weight, f32) + self.model._fc.bias.view(1, -1, 1, 1)
-            logits = nn.functional.interpolate(logits, size=(gh, gw), mode="bilinear", align_corners=False)
-            probs_cam = torch.softmax(logits, dim=1)[:, self._cam_idx].numpy()  # (n, classes, gh, gw)
-            for out, prob in zip(outs, probs_cam):
+        if self.use_cam and cams is not None:
+            for out, prob in zip(outs, cams):
                 out["cam"] = prob.sum(axis=0)
                 out["cam_class"] = prob.argmax(axis=0)
                 out["cam_groups"] = np.stack([prob[self._cam_groups == g].sum(axis=0) for g in range(len(GROUPS))])
         return outs
+
+    @torch.inference_mode()
+    def _network(
+        self, x: torch.Tensor
+    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, tuple[int, int]]:
+        """torch's forward pass: the head's class probabilities and box distances, and the
+        CAM's clothing-class probabilities, per stride-16 cell (None where not used)."""
+        f16, f32 = trunk_maps(self.model, x)
+        gh, gw = f16.shape[-2:]
+        classes = dists = cams = None
+        if self.head is not None:
+            logits, dist = self.head(f16, f32)
+            classes, dists = torch.softmax(logits, dim=1).numpy(), dist.numpy()
+        if self.use_cam:
+            logits = torch.einsum("kc,nchw->nkhw", self.model._fc.weight, f32) + self.model._fc.bias.view(1, -1, 1, 1)
+            logits = nn.functional.interpolate(logits, size=(gh, gw), mode="bilinear", align_corners=False)
+            cams = torch.softmax(logits, dim=1)[:, self._cam_idx].numpy()
+        return classes, dists, cams, (int(gh), int(gw))
 
     def scan_input(self, img: Image.Image) -> tuple[ProductCheck, torch.Tensor]:
         """The CPU half before the model (any thread): the product-shot check and the scan's
