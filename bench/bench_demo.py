@@ -1,7 +1,7 @@
 """How soon `fashionbot demo` answers, and how fast it fills its catalogue meanwhile
 (issue 19: "a demo that answers at once").
 
-    .venv/bin/python -m bench.bench_demo [--quick]
+    .venv/bin/python -m bench.bench_demo [--quick] [--set FASHIONBOT_NAME=VALUE …] [--name demo]
 
 `fashionbot demo` runs as a user runs it: the installed command in a real subprocess, on a
 fresh data directory in a temp dir (``FASHIONBOT_DATA_DIR``; nothing else of the caller's
@@ -61,6 +61,7 @@ GOAL_RATE = 0.8  # the 5,000-item ingest against the model's own rate
 DEMO_ITEMS = 5000
 PHOTO_EVERY = 1.0  # seconds between photos until the first one with items
 TIMEOUT = 900.0  # seconds any one demo may take before the bench gives up on it
+EXTRA_ENV: dict[str, str] = {}  # --set NAME=VALUE: for the demos and the model-alone runs alike
 
 
 def log(msg: str) -> None:
@@ -77,6 +78,17 @@ def demo_command() -> list[str]:
     """The installed ``fashionbot`` script beside this interpreter, as a user runs it."""
     script = Path(sys.executable).with_name("fashionbot")
     return [str(script)] if script.exists() else [sys.executable, "-m", "bot.cli"]
+
+
+def source_state() -> dict[str, Any]:
+    """The commit measured and the tracked files changed beside it (others work in this tree)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent).stdout
+
+    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(), "changed_files": changed}
 
 
 def sneaker_jpeg() -> bytes:
@@ -122,7 +134,7 @@ class Demo:
 
     async def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FASHIONBOT_")}
-        env |= {"FASHIONBOT_DATA_DIR": str(self.data_dir), "FASHIONBOT_RATE_LIMIT_PER_MINUTE": "1000"}
+        env |= EXTRA_ENV | {"FASHIONBOT_DATA_DIR": str(self.data_dir), "FASHIONBOT_RATE_LIMIT_PER_MINUTE": "1000"}
         self.port = free_port()
         args = [*demo_command(), "demo", "--port", str(self.port)]
         if self.limit is not None:
@@ -319,7 +331,11 @@ async def while_ingesting(root: Path, jpeg: bytes, limit: int) -> dict[str, Any]
 
 async def main_async(quick: bool) -> dict[str, Any]:
     model_images = 512 if quick else 1024
-    out: dict[str, Any] = {"machine": machine(), "goals": {"seconds": GOAL_SECONDS, "rate_vs_model": GOAL_RATE}}
+    out: dict[str, Any] = {
+        "machine": machine(),
+        "source": source_state(),
+        "goals": {"seconds": GOAL_SECONDS, "rate_vs_model": GOAL_RATE},
+    }
     jpeg = await asyncio.to_thread(sneaker_jpeg)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-demo-") as tmp:
@@ -376,9 +392,22 @@ async def main_async(quick: bool) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="no while-ingesting run, a shorter model measurement")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a FASHIONBOT_ setting for the demos and the model-alone runs (repeatable)",
+    )
+    parser.add_argument("--name", default="demo", help="results file name in bench/results (default: demo)")
     args = parser.parse_args()
+    for item in args.set:
+        name, _, value = item.partition("=")
+        EXTRA_ENV[name] = value
+        os.environ[name] = value  # the model-alone service reads its settings from the environment too
     result = asyncio.run(main_async(args.quick))
-    path = save("demo", result)
+    result["settings"] = dict(EXTRA_ENV)
+    path = save(args.name, result)
     s = result["summary"]
     log(
         f"second start: page {s['second_start_page_s']:.1f} s, first items {s['second_start_first_items_s']:.1f} s "
