@@ -346,6 +346,7 @@ class Embedder:
             reference=self.forward(pictures, reference=True),
             torch_forward=self.forward,
             gate=BF16_GATE,
+            torch_key=f"{self.precision} {'compiled' if self.buckets else 'eager'} {self.small_batch_fp32}",
         )
         self._runtime_model, self._runtime_plan = model, plan
         self.runtime = "openvino" if model is not None else "torch"

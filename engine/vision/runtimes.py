@@ -14,20 +14,26 @@ embedder may hand its forward pass to OpenVINO, decided at start-up:
   features to a cosine of 0.994, past the 0.999 promise;
 - it must agree with torch's fp32 reference on the calibration pictures as the bf16 plan
   must (minimum cosine >= BF16_GATE), else the all-fp32 export is tried, else torch stays;
-- ``auto`` times it against torch on the worker, at batch 1 and 8, and keeps the faster;
+- ``auto`` times it against torch on the worker, at batch 1 and 8, and keeps the faster (the
+  verdict is remembered in the data directory per model, plan and machine);
 - torch stays when OpenVINO or onnx is not installed or the export fails.
 
 The exported ONNX files are kept in the data directory, named by everything they depend
 on (the backbone's fingerprint, input size, the cut, torch's version), so later starts
 only read and compile them (about 0.3 s instead of 2 s).
 
-Everything here runs on the embedder's worker thread: OpenVINO's pool and torch's OpenMP
-team then never run at once (two busy pools on 2 cores slow each other badly).
+Everything here runs on the embedder's worker thread, so OpenVINO's pool and torch's OpenMP
+team (the garment finder's scan stays in torch) never run at once. Taking turns still costs:
+right after a torch call OpenVINO's batch-1 forward ran at 0.55x its speed alone, torch's
+OpenMP threads still spin-waiting for work beside it (``GOMP_SPINCOUNT=10000`` in the
+environment removed most of that in a trial; not set here: it is process-wide and must be
+set before torch loads).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -49,6 +55,7 @@ RUNTIMES = ("auto", "torch", "openvino")
 OPSET = 17
 _FASTER = 1.0  # auto keeps OpenVINO only when it beats torch at both sizes timed
 _VERDICTS: dict[str, bool] = {}  # auto's timing, once per process and model (tests build many embedders)
+VERDICTS_FILE = "openvino_verdicts.json"  # auto's timing, in the cache dir: later starts skip it (~1 s)
 _EXPORTED: dict[str, list[tuple[Path, str]]] = {}  # exports made by this process, by cache key
 
 
@@ -100,11 +107,14 @@ class OpenVinoModel:
 
 def available() -> str | None:
     """None when OpenVINO can run here, else why not."""
-    try:
-        import onnx  # noqa: F401  (torch's ONNX exporter needs it)
-        import openvino  # noqa: F401
-    except ImportError as err:
-        return f"{err.name} is not installed"
+    import importlib.util
+
+    for name in ("openvino", "onnx"):  # onnx: torch's ONNX exporter needs it (imported only to export: 0.8 s)
+        try:
+            if importlib.util.find_spec(name) is None:
+                return f"{name} is not installed"
+        except (ImportError, ValueError):  # a module set to None (tests) or a broken install
+            return f"{name} is not installed"
     return None
 
 
@@ -216,6 +226,42 @@ def faster_than_torch(
     return faster, {k: round(v, 1) for k, v in rates.items()}
 
 
+def verdict_key(model_key: str, input_size: int, plan: str, torch_key: str) -> str:
+    """Everything auto's timing depends on: both paths, the machine, both runtimes' versions."""
+    import openvino as ov
+
+    from engine.vision.batch_rates import machine_key
+
+    return f"{model_key}|{input_size}|openvino {ov.__version__} {plan}|torch {torch_key}|{machine_key()}"
+
+
+def read_verdicts(cache_dir: Path | None) -> dict:
+    path = None if cache_dir is None else cache_dir / VERDICTS_FILE
+    if path is None or not path.exists():
+        return {}
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        log.warning("ignoring unreadable %s (%s): timing again", path, err)
+        return {}
+    return entries if isinstance(entries, dict) else {}
+
+
+def remember_verdict(cache_dir: Path | None, key: str, verdict: dict) -> None:
+    if cache_dir is None:
+        return
+    entries = read_verdicts(cache_dir)
+    entries[key] = verdict
+    path = cache_dir / VERDICTS_FILE
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(entries, indent=1))
+        os.replace(tmp, path)  # whole or not at all
+    except OSError as err:  # a read-only data dir only costs the next start the timing
+        log.warning("could not save the runtime verdict to %s: %s", path, err)
+
+
 def choose(
     requested: str,
     *,
@@ -230,12 +276,15 @@ def choose(
     reference: np.ndarray,
     torch_forward: Callable[[np.ndarray], object],
     gate: float,
+    torch_key: str = "",
 ) -> tuple[OpenVinoModel | None, int | None, str]:
     """(OpenVINO's model or None for torch, the plan it runs, why). Call on the worker.
 
     ``reference``: torch's fp32 features of ``pictures`` (the calibration pictures); an
     OpenVINO plan must reach ``gate`` against them. ``auto`` then keeps OpenVINO only when
-    it is faster than ``torch_forward`` at batch 1 and 8."""
+    it is faster than ``torch_forward`` at batch 1 and 8; that verdict is remembered per
+    model, plan, torch's path (``torch_key``: its plan, compiled or not) and machine, in the
+    process and in ``cache_dir``."""
     if requested not in RUNTIMES:
         raise ValueError(f"unknown runtime {requested!r}; use one of {', '.join(RUNTIMES)}")
     if requested == "torch":
@@ -266,11 +315,16 @@ def choose(
             continue
         if requested == "openvino":
             return model, plan, f"openvino, as asked ({'; '.join(tried)})"
-        key = f"{model_key}|{input_size}|{name}|{torch.get_num_threads()}"
+        key = verdict_key(model_key, input_size, name, torch_key)
         if key not in _VERDICTS:
-            faster, rates = faster_than_torch(model, torch_forward, pictures)
-            _VERDICTS[key] = faster
-            log.info("OpenVINO against torch, images/s: %s", ", ".join(f"{k}: {v}" for k, v in rates.items()))
+            remembered = read_verdicts(cache_dir).get(key)
+            if isinstance(remembered, dict) and isinstance(remembered.get("faster"), bool):
+                _VERDICTS[key] = remembered["faster"]
+            else:
+                faster, rates = faster_than_torch(model, torch_forward, pictures)
+                _VERDICTS[key] = faster
+                log.info("OpenVINO against torch, images/s: %s", ", ".join(f"{k}: {v}" for k, v in rates.items()))
+                remember_verdict(cache_dir, key, {"faster": faster, "images_per_s": rates})
         if _VERDICTS[key]:
             return model, plan, f"openvino: faster than torch and agrees ({'; '.join(tried)})"
         return None, bf16_from, f"torch: OpenVINO was not faster ({'; '.join(tried)})"

@@ -140,6 +140,18 @@ def test_auto_keeps_the_faster(backbone, tmp_path, monkeypatch, fresh, faster) -
         emb.close()
 
 
+def test_auto_remembers_its_verdict_in_the_data_dir(backbone, tmp_path, monkeypatch, fresh) -> None:
+    """A later start (a new process: nothing in memory) reads the verdict instead of timing."""
+    calls = []
+    monkeypatch.setattr(runtimes, "faster_than_torch", lambda *a: calls.append(1) or (True, {"openvino 1": 1.0}))
+    embedder(backbone, tmp_path, "auto").close()
+    assert len(calls) == 1 and (tmp_path / "runtimes" / runtimes.VERDICTS_FILE).exists()
+    runtimes._VERDICTS.clear()
+    second = embedder(backbone, tmp_path, "auto")
+    second.close()
+    assert len(calls) == 1 and second.runtime == "openvino"
+
+
 def test_auto_measures_for_real(backbone, tmp_path, fresh) -> None:
     """The real timing runs and its verdict names what serves."""
     emb = embedder(backbone, tmp_path, "auto")
