@@ -280,7 +280,7 @@ def plot(p: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     lat = p["latency"]
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
     series = [
         ("baseline (ResNet-50, kNN refit per query)", lat["baseline"]["rows"], lambda r: r["p50_ms"], "o-"),
         ("obvious fast path (ResNet-50 bf16, numpy search)", lat["fast_path"]["rows"], lambda r: r["p50_ms"], "s-"),
@@ -296,7 +296,7 @@ def plot(p: dict[str, Any], path: Path) -> None:
     load = p["machine"]["load_average"][0]
     ax.set_title(f"Latency against catalogue size ({p['machine']['cores']} cores, load {load:.1f})", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
