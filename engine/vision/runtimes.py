@@ -36,12 +36,13 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -82,6 +83,7 @@ class OpenVinoModel:
     name = "openvino"
 
     def __init__(self, parts: list[tuple[Path, str]], threads: int) -> None:
+        quiet_openvino()
         import openvino as ov
 
         core = ov.Core()
@@ -105,10 +107,23 @@ class OpenVinoModel:
         return np.array(x.data, dtype=np.float32)
 
 
+def quiet_openvino() -> None:
+    """Keep OpenVINO from phoning home; call before the process first imports it.
+
+    ``import openvino`` sends a usage event to Google Analytics (openvino/tools/ovc/__init__.py,
+    through the openvino-telemetry package its wheel depends on) unless the user has opted out,
+    and writes a client id under ~/intel. A self-hosted bot that promises to keep nothing about
+    its users must not do that. With the telemetry package unimportable, OpenVINO falls back to
+    its own no-op stub (openvino/tools/ovc/telemetry_stub.py)."""
+    if "openvino" not in sys.modules:
+        sys.modules.setdefault("openvino_telemetry", cast(Any, None))
+
+
 def available() -> str | None:
     """None when OpenVINO can run here, else why not."""
     import importlib.util
 
+    quiet_openvino()
     for name in ("openvino", "onnx"):  # onnx: torch's ONNX exporter needs it (imported only to export: 0.8 s)
         try:
             if importlib.util.find_spec(name) is None:

@@ -178,6 +178,25 @@ def test_an_unknown_runtime_is_refused(backbone, tmp_path) -> None:
         embedder(backbone, tmp_path, "tensorrt")
 
 
+def test_openvino_does_not_phone_home(tmp_path) -> None:
+    """A fresh process that runs the embedder's OpenVINO check, imports and compiles sends no
+    usage telemetry: OpenVINO's no-op stub is in use and nothing is written under ~/intel."""
+    import os
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from engine.vision import runtimes\n"
+        "assert runtimes.available() is None\n"
+        "import openvino as ov\n"
+        "ov.Core()\n"
+        "assert 'openvino.tools.ovc.telemetry_stub' in sys.modules, sorted(m for m in sys.modules if 'telemetry' in m)\n"
+    )
+    env = dict(os.environ, HOME=str(tmp_path), PYTHONPATH=os.getcwd())
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+    assert not (tmp_path / "intel").exists()
+
+
 def test_the_setting(monkeypatch) -> None:
     from pydantic import ValidationError
 
