@@ -2,8 +2,9 @@
 
 Eager torch spends most of EfficientNet-Lite0's time outside the arithmetic (its
 depthwise convolutions are small kernels, one op call each); OpenVINO compiles the whole
-graph, and on this 2-core AMX machine ran the same model 1.8-2.5x faster at batch 1 and
-1.4-1.8x at the served batch size (bench/bench_runtimes.py, docs/benchmarks.md). So the
+graph, and on this 2-core AMX machine ran the same model, with the same precision plan,
+2.7x faster at batch 1 and 1.9x at the served batch size (bench/bench_runtimes.py,
+docs/benchmarks.md "Other runtimes"; ONNX Runtime fp32: 2.0x and 1.3x). So the
 embedder may hand its forward pass to OpenVINO, decided at start-up:
 
 - the model is what torch serves: the embedder's normalisation, its folded stages and its
