@@ -108,13 +108,24 @@ def cache_name(finder: GarmentFinder) -> str:
 
 
 def calibration_inputs(finder: GarmentFinder) -> list[torch.Tensor]:
-    """A few scenes and outfits of the shapes phones send (portrait, landscape, square)."""
-    from engine.training import garment_scenes as gs
+    """Pictures of the shapes phones send (portrait, landscape, square, tall): smooth colour
+    fields with a few darker blobs, so the maps are neither flat nor saturated. Agreement is
+    numeric (the same network on two runtimes), so the content need not be clothing."""
+    from PIL import Image
+
     from engine.vision.garments import scan_tensor
 
-    photos = [s.image.convert("RGB") for s in gs.outfit_set(2) + gs.garment_scene_set(2)]
-    sizes = [(384, 512), (512, 384), (480, 480), (360, 640)]
-    return [scan_tensor(p.resize(size), finder.side) for p, size in zip(photos, sizes)]
+    rng = np.random.default_rng(0)
+    out = []
+    for w, h in [(384, 512), (512, 384), (480, 480), (360, 640)]:
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        base = np.stack([np.sin(xx / rng.uniform(20, 90) + c) * np.cos(yy / rng.uniform(20, 90)) for c in range(3)], -1)
+        picture = 160 + 70 * base
+        for _ in range(3):
+            cx, cy, r = rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h, rng.uniform(0.1, 0.25) * min(w, h)
+            picture[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] *= rng.uniform(0.2, 0.6, size=3)
+        out.append(scan_tensor(Image.fromarray(np.clip(picture, 0, 255).astype(np.uint8)), finder.side))
+    return out
 
 
 def accelerate(finder: GarmentFinder, cache_dir: Path | None) -> str:

@@ -278,7 +278,26 @@ def _scan(garments: list[tuple[str, str, tuple[float, float, float, float], floa
     return GarmentScan(found, 1.0 if found else 0.0, product_shot)
 
 
-class ProductShots:
+class _Pinned:
+    """The finder's three steps as the service calls them (``scan_input`` on the pool,
+    ``maps_batch`` on the model's thread, ``decide`` on the pool), all deferring to ``scan``."""
+
+    def scan(self, img: Any) -> Any:
+        raise NotImplementedError
+
+    def scan_input(self, img: Any) -> tuple[Any, Any]:
+        import numpy as np
+
+        return img, np.zeros((1, 1))
+
+    def maps_batch(self, inputs: list[Any]) -> list[Any]:
+        return [None for _ in inputs]
+
+    def decide(self, img: Any, maps: Any) -> Any:
+        return self.scan(img)
+
+
+class ProductShots(_Pinned):
     """Every photo is a product shot: one garment covering what is not background, searched
     as the whole picture (the service's product-shot path), so results are the whole
     photo's and never depend on the finder's calibration."""
@@ -294,7 +313,7 @@ class ProductShots:
 
 
 @dataclass
-class FixedGarments:
+class FixedGarments(_Pinned):
     """A finder that sees these garments (group, label, relative box, confidence) in any photo."""
 
     garments: list[tuple[str, str, tuple[float, float, float, float], float]]

@@ -4,7 +4,6 @@ scans there finds what torch's finds."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
