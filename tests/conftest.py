@@ -15,6 +15,7 @@ its own in a throwaway cluster (tests/support/postgres.py): a copy of the shared
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from pathlib import Path
 
@@ -26,6 +27,12 @@ from tests.support.pictures import fmnist_jpeg
 from tests.support.settings import CATALOGUE_SIZE, make_settings
 
 __all__ = ["CATALOGUE_SIZE", "fmnist_jpeg", "make_settings"]
+
+# The suite runs the model on torch: OpenVINO's start-up (export, compile, timing against
+# torch) costs seconds per service, and the suite builds hundreds of services and child
+# processes. OpenVINO itself is tested where it is asked for by name
+# (tests/unit/test_runtimes.py, tests/unit/test_scan_runtime.py).
+os.environ.setdefault("FASHIONBOT_RUNTIME", "torch")
 
 # Test modules that run on both databases, and tests in them that can only run on SQLite
 # (they open the SQLite file themselves, or start a child process with an environment of

@@ -2,7 +2,7 @@
 
 Eager torch spends most of EfficientNet-Lite0's time outside the arithmetic (its
 depthwise convolutions are small kernels, one op call each); OpenVINO compiles the whole
-graph, and on this 2-core AMX machine ran the same model, with the same precision plan,
+graph, and on this 2-core machine (AVX512-BF16, no AMX) ran the same model, with the same precision plan,
 2.7x faster at batch 1 and 1.9x at the served batch size (bench/bench_runtimes.py,
 docs/benchmarks.md "Other runtimes"; ONNX Runtime fp32: 2.0x and 1.3x). So the
 embedder may hand its forward pass to OpenVINO, decided at start-up:
@@ -200,7 +200,7 @@ def build(
     earlier = _EXPORTED.get(key)
     if earlier and all(path.exists() for path, _ in earlier):  # another data dir of this process
         return OpenVinoModel(earlier, threads)
-    if cache_dir is not None:
+    if cache_dir is not None and room_for_exports(cache_dir):
         try:
             parts = export_parts(plans, mean, std, input_size, bf16_from, cache_dir / f"openvino-{key}")
             _EXPORTED[key] = parts
@@ -209,6 +209,23 @@ def build(
             log.warning("could not keep the OpenVINO export in %s: %s", cache_dir, err)
     with tempfile.TemporaryDirectory(prefix="fashionbot-openvino-") as tmp:
         return OpenVinoModel(export_parts(plans, mean, std, input_size, bf16_from, Path(tmp)), threads)
+
+
+EXPORT_ROOM = 256 * 1024 * 1024  # free bytes a data dir must keep beyond the exports (~35 MB)
+
+
+def room_for_exports(directory: Path) -> bool:
+    """Whether the exports may be kept in ``directory``: it is writable and its disk keeps
+    ``EXPORT_ROOM`` free besides. The exports are a cache (rebuilt in 1-2 s); on a small or
+    full disk the catalogue's database and index need the space, so they go to a temporary
+    directory instead."""
+    import shutil
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        return os.access(directory, os.W_OK) and shutil.disk_usage(directory).free > EXPORT_ROOM
+    except OSError:
+        return False
 
 
 def min_cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.vision.runtimes import OPSET, available
+from engine.vision.runtimes import OPSET, available, room_for_exports
 
 if TYPE_CHECKING:
     from engine.vision.garments import GarmentFinder
@@ -138,7 +138,7 @@ def accelerate(finder: GarmentFinder, cache_dir: Path | None) -> str:
         return f"torch: OpenVINO can't run ({missing})"
     try:
         inputs = calibration_inputs(finder)
-        if cache_dir is not None and _writable(cache_dir):
+        if cache_dir is not None and room_for_exports(cache_dir):
             path = cache_dir / cache_name(finder)
             if not path.exists():
                 export(finder, path)
@@ -158,14 +158,6 @@ def accelerate(finder: GarmentFinder, cache_dir: Path | None) -> str:
         return f"torch: OpenVINO's scan was not faster ({ours * 1e3:.1f} ms against {theirs * 1e3:.1f})"
     finder.runtime = scan
     return f"openvino: {ours * 1e3:.1f} ms a scan against torch's {theirs * 1e3:.1f}, maps within {difference:.0e}"
-
-
-def _writable(directory: Path) -> bool:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        return os.access(directory, os.W_OK)
-    except OSError:
-        return False
 
 
 def _difference(finder: GarmentFinder, scan: OpenVinoScan, x: torch.Tensor) -> float:

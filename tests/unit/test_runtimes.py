@@ -202,6 +202,7 @@ def test_the_setting(monkeypatch) -> None:
 
     from engine.config import Settings
 
+    monkeypatch.delenv("FASHIONBOT_RUNTIME", raising=False)  # the suite's conftest sets torch
     assert Settings().runtime == "auto"
     monkeypatch.setenv("FASHIONBOT_RUNTIME", "torch")
     assert Settings().runtime == "torch"
