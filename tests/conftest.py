@@ -170,3 +170,16 @@ def photo_of(fmnist_test):
         return fmnist_jpeg(images[idx])
 
     return make
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def browser():
+    """A real headless Chromium for the page tests (one per test module)."""
+    from tests.support import browser as chromium
+
+    problem = chromium.missing()
+    if problem:  # an install step is missing: fail loudly, never skip
+        pytest.fail(f"browser tests need {problem}; run scripts/install.sh")
+    b = await chromium.Browser.launch(1280, 900)
+    yield b
+    await b.close()

@@ -29,7 +29,6 @@ from bot.web import routes
 from engine.catalogue.catalogue import Catalogue
 from engine.errors import CatalogueFilling
 from engine.service import FashionService
-from tests.support import browser as chromium
 from tests.support.settings import make_settings
 
 LIMIT = 300  # three chunks of the ingest: 128, 128 and 44
@@ -212,16 +211,6 @@ async def test_a_failed_ingest_is_logged_and_the_chat_goes_on(demo, http, photo_
 
 
 # ---- the page itself, in a real Chromium ----------------------------------------------------
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def browser():
-    problem = chromium.missing()
-    if problem:  # an install step is missing: fail loudly, never skip
-        pytest.fail(f"browser tests need {problem}; run scripts/install.sh")
-    b = await chromium.Browser.launch(1280, 900)
-    yield b
-    await b.close()
-
-
 async def test_the_page_shows_the_catalogue_filling_and_stops_asking(
     demo, browser, photo_of, tmp_path: Path, monkeypatch
 ) -> None:

@@ -29,16 +29,6 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 XSS = "<img src=x onerror=alert(1)>"
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def browser():
-    problem = chromium.missing()
-    if problem:  # an install step is missing: fail loudly, never skip
-        pytest.fail(f"browser tests need {problem}; run scripts/install.sh")
-    b = await chromium.Browser.launch(1280, 900)
-    yield b
-    await b.close()
-
-
 @pytest_asyncio.fixture
 async def open_chat(service, browser, tmp_path):
     """open_chat(svc=None) → the chat's origin, loaded in the browser as a fresh visitor."""
