@@ -76,6 +76,7 @@ class PostgresCluster:
         return ["runuser", "-u", self.user, "--", *argv]
 
     def run(self, argv: list[str], **kw) -> subprocess.CompletedProcess:
+        kw.setdefault("timeout", 120)  # a stuck server or command fails the test, it never hangs it
         return subprocess.run(self._as_user(argv), check=True, capture_output=True, text=True, **kw)
 
     def psql(self, sql: str, database: str = "postgres") -> str:
