@@ -149,12 +149,16 @@ class Store:
         if self.dialect != "postgresql":
             return None
         conn: AsyncConnection = await self.engine.connect()
-        raw = (await conn.get_raw_connection()).driver_connection
 
         def callback(_conn: object, _pid: int, _channel: str, payload: str) -> None:
             on_notify(payload)
 
-        await raw.add_listener(CHANNEL, callback)  # type: ignore[union-attr]
+        try:
+            raw = (await conn.get_raw_connection()).driver_connection
+            await raw.add_listener(CHANNEL, callback)  # type: ignore[union-attr]
+        except BaseException:  # cancelled (a close during start-up) or failed: give the connection back
+            await conn.close()
+            raise
 
         async def stop() -> None:
             with contextlib.suppress(Exception):

@@ -158,9 +158,11 @@ class FashionService:
         await self._trends.close()  # stop running trends before the store goes away
         if self.catalogue.problem is None and len(self.catalogue):
             await self.catalogue.save()
-        self.encoder.close()
+        # Both joins wait for threads: off the loop, so other services in the process (and
+        # the other users of a shared loop) keep being served while this one closes.
+        await asyncio.to_thread(self.encoder.close)
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            await asyncio.to_thread(self._pool.shutdown, True)
         await self.store.close()
 
     async def __aenter__(self) -> FashionService:

@@ -142,8 +142,9 @@ class FashionBot(discord.Client):
         # dispatches `ready`; closing inside that window leaves the waiting task to run
         # against the closed client. Let it finish first (bounded, public API only).
         if self.user is not None and not self.is_ready() and not self.is_closed():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wait_until_ready(), GUILD_READY_TIMEOUT + 2)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: a cancel is never lost (3.11's wait_for can)
+                async with asyncio.timeout(GUILD_READY_TIMEOUT + 2):
+                    await self.wait_until_ready()
         await super().close()
 
     async def on_ready(self) -> None:

@@ -377,8 +377,9 @@ class TelegramFrontend:
             if first or self._renewal_allowed():
                 await self._chat_action(context, chat_id)
             first = False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), CHAT_ACTION_EVERY)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: a cancel is never lost (3.11's wait_for can)
+                async with asyncio.timeout(CHAT_ACTION_EVERY):
+                    await done.wait()
 
     def _renewal_allowed(self) -> bool:
         """At most CHAT_ACTION_RENEWALS_PER_S renewals a second, over all chats."""

@@ -34,6 +34,7 @@ class Follower:
         self.followed = 0  # items added or dropped
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._unlisten: Callable[[], Awaitable[None]] | None = None
 
     @classmethod
@@ -51,9 +52,10 @@ class Follower:
             self._unlisten = await self.catalogue.store.listen(self.poke)
         except Exception as err:
             log.warning("catalogue follower: LISTEN failed (%s); polling every %.1f s", err, self.interval)
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+        while not self._stopping:
+            await self._wait_for_wake()
+            if self._stopping:
+                return
             if self._wake.is_set():
                 await asyncio.sleep(NOTIFY_BATCH_SECONDS)
                 self._wake.clear()
@@ -69,7 +71,20 @@ class Follower:
                 self.followed += changed
                 log.info("catalogue follower: %d items from other workers (index: %d)", changed, len(self.catalogue))
 
+    async def _wait_for_wake(self) -> None:
+        """Until a poke or ``interval`` seconds. Not ``asyncio.wait_for``: on Python 3.11 it
+        returns normally when a cancel lands in the same loop turn as the event (a NOTIFY
+        arriving as the service closes), the cancel is lost, and ``stop()`` waited forever
+        (CI hung this way). ``asyncio.timeout`` passes the cancel on."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.interval):
+                await self._wake.wait()
+
     async def stop(self) -> None:
+        """End the task: the flag ends the loop at its next turn even if a library swallows
+        the cancel; the cancel ends a follow() in flight."""
+        self._stopping = True
+        self._wake.set()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

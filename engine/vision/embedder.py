@@ -157,6 +157,7 @@ class Embedder:
         self.buckets: tuple[int, ...] = ()
         self._last_arrival = 0.0
         self._queue: queue.Queue[_Job | _Call | _Grouped | None] = queue.Queue()
+        self._closed = False  # after close(), new work fails at once instead of waiting forever
         self.batches_run = 0  # for tests and benchmarks: how much micro-batching happened
         self.bf16_from: int | None = None
         self.small_batch_fp32 = False  # set by _settle where measured
@@ -242,7 +243,7 @@ class Embedder:
         if pixels.ndim == 3:
             pixels = pixels[None]
         future: concurrent.futures.Future = concurrent.futures.Future()
-        self._queue.put(_Job(pixels, future))
+        self._enqueue(_Job(pixels, future))
         return future
 
     async def embed_one(self, pixels: np.ndarray) -> np.ndarray:
@@ -254,7 +255,7 @@ class Embedder:
         brings up a second OpenMP thread team, and two teams on two cores slow each other
         (about 8 ms a batch-1 forward here); other torch work in this process goes here."""
         future: concurrent.futures.Future = concurrent.futures.Future()
-        self._queue.put(_Call(fn, future))
+        self._enqueue(_Call(fn, future))
         return future
 
     def call_grouped(
@@ -264,12 +265,32 @@ class Embedder:
         ``call_grouped`` requests of the same ``key`` that arrive within the micro-batch
         wait (up to ``batch_size`` of them); the future gets this item's result."""
         future: concurrent.futures.Future = concurrent.futures.Future()
-        self._queue.put(_Grouped(key, item, fn, future))
+        self._enqueue(_Grouped(key, item, fn, future))
         return future
 
+    def _enqueue(self, work: _Job | _Call | _Grouped) -> None:
+        if self._closed:
+            work.future.set_exception(RuntimeError("the embedder is closed"))
+            return
+        self._queue.put(work)
+
     def close(self) -> None:
+        """Stop the worker after the work already queued; anything still queued when it has
+        gone (it was stuck, or work raced the close) fails instead of leaving its caller
+        awaiting a future nothing will resolve."""
+        self._closed = True
         self._queue.put(None)
         self._worker.join(timeout=10)
+        if self._worker.is_alive():  # busy past the wait: it fails or finishes what it holds
+            log.warning("embedder: the worker is still busy at close; its queued work stays with it")
+            return
+        while True:
+            try:
+                work = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if work is not None and work.future.set_running_or_notify_cancel():
+                work.future.set_exception(RuntimeError("the embedder closed before this work ran"))
 
     # ---- model ------------------------------------------------------------
     def forward(self, pixels: np.ndarray, *, reference: bool = False) -> np.ndarray:
@@ -529,8 +550,13 @@ class Embedder:
         if not live:
             return
         try:
-            results = live[0].fn([j.item for j in live])
+            results = list(live[0].fn([j.item for j in live]))
         except BaseException as err:  # never kill the worker: fail these calls only
+            for j in live:
+                j.future.set_exception(err)
+            return
+        if len(results) != len(live):  # every caller gets an answer, never a future left pending
+            err = RuntimeError(f"grouped call returned {len(results)} results for {len(live)} items")
             for j in live:
                 j.future.set_exception(err)
             return

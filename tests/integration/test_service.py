@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import numpy as np
@@ -118,6 +119,22 @@ async def test_stale_index_is_topped_up(service, backbone, photo_of) -> None:
         assert rec.items[0].item.title == "Crash survivor"
     finally:
         await svc.close()
+
+
+async def test_a_notification_landing_as_the_service_closes_never_hangs_the_close(service) -> None:
+    """CI hung here once: a commit's NOTIFY woke the follower in the same loop turn as
+    close() cancelled it, Python 3.11's ``asyncio.wait_for`` swallowed the cancel, and
+    ``stop()`` waited for a follower that went on polling. Every landing point of the cancel
+    after the poke is tried; each stop must finish."""
+    from engine.catalogue.follower import Follower
+
+    for turns in range(5):
+        follower = Follower.start(service.catalogue, interval=30.0)
+        await asyncio.sleep(0.3)  # listening (PostgreSQL) and waiting for a wake
+        follower.poke()
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        await asyncio.wait_for(follower.stop(), 10)
 
 
 async def test_index_of_another_backbone_is_refused_until_reindex(tmp_path, backbone, photo_of) -> None:

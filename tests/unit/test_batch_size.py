@@ -173,3 +173,36 @@ def test_grouped_calls_of_one_key_run_together_in_order_with_the_rest(measured) 
     assert groups[0] == ("a", [0, 1, 2][:size]), groups
     assert ("b", [0, 1][: min(2, size)]) in groups
     assert groups[-1] == ("a", [9])  # arrived after other work: its own call, not merged back
+
+
+def test_a_group_that_answers_short_fails_every_caller_instead_of_leaving_one_waiting(measured) -> None:
+    """Each caller awaits its own future: a group ``fn`` returning fewer results than items
+    must not leave the last callers pending forever."""
+    gate = threading.Event()
+    blocker = measured.call_on_worker(lambda: gate.wait(30))
+    short = [measured.call_grouped("short", i, lambda items: items[:-1]) for i in range(2)]
+    gate.set()
+    blocker.result(timeout=30)
+    for future in short:
+        with pytest.raises(RuntimeError, match="results for"):
+            future.result(timeout=60)
+    assert measured.call_on_worker(lambda: "still serving").result(timeout=60) == "still serving"
+
+
+def test_work_queued_behind_a_close_or_sent_after_it_fails_instead_of_hanging(backbone) -> None:
+    """A close with work still queued behind it (a photo racing a shutdown) answers that
+    work with an error, and work sent after the close fails at once: no caller is left
+    awaiting a future nothing will resolve."""
+    emb = Embedder(backbone, batch_size=4, max_wait_ms=0)
+    gate = threading.Event()
+    blocker = emb.call_on_worker(lambda: gate.wait(30))
+    emb._queue.put(None)  # the close's sentinel lands ahead of the work below
+    queued = [emb.submit(np.zeros((224, 224, 3), np.uint8)), emb.call_grouped("k", 0, lambda xs: xs)]
+    gate.set()
+    emb.close()
+    assert blocker.result(timeout=1) is True
+    for future in queued:
+        with pytest.raises(RuntimeError, match="closed"):
+            future.result(timeout=1)
+    with pytest.raises(RuntimeError, match="closed"):
+        emb.submit(np.zeros((224, 224, 3), np.uint8)).result(timeout=1)
