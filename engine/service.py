@@ -177,8 +177,10 @@ class FashionService:
 
     _ingest_status: pipeline.IngestStatus | None = None  # the latest ingest, running or finished
 
-    def _track_ingest(self, kind: str, progress: Progress | None) -> pipeline.IngestStatus:
-        status = pipeline.IngestStatus(kind, forward=progress)
+    def _track_ingest(self, kind: str, progress: Progress | None, *, adds: bool = True) -> pipeline.IngestStatus:
+        """``adds``: the ingest adds to the live index (not a reindex), so what the index
+        will hold is its size now plus what the ingest adds (``About.expected``)."""
+        status = pipeline.IngestStatus(kind, forward=progress, base=len(self.catalogue) if adds else None)
         self._ingest_status = status
         return status
 
@@ -230,7 +232,7 @@ class FashionService:
     async def reindex(self, progress: Progress | None = None) -> int:
         """Re-embed items that lack an embedding for the current backbone (the progress
         total is set up front), then rebuild the index."""
-        status = self._track_ingest("reindex", progress)
+        status = self._track_ingest("reindex", progress, adds=False)
         await pipeline.reembed(
             self.catalogue,
             self.encoder,

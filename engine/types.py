@@ -190,6 +190,11 @@ class IngestSnapshot:
     elapsed: float  # seconds
     eta: float | None  # seconds left, when the total is known
     error: str | None = None
+    # The index's size when this ingest started, when it adds to the live index: what the
+    # index will hold is then base + added + remaining, counted together on the loop, while
+    # the index itself grows a moment before the ingest counts the rows (a page polling in
+    # between read "128 of 428" for "128 of 300").
+    base: int | None = None
 
     @property
     def fraction(self) -> float | None:
@@ -229,9 +234,12 @@ class About:
     def expected(self) -> int | None:
         """Items the index will hold when the running ingest is done (what is indexed plus
         the rows it has still to handle), when known; None when nothing is being added."""
-        if not self.filling or self.ingest is None or self.ingest.remaining is None:
+        i = self.ingest
+        if not self.filling or i is None or i.remaining is None:
             return None
-        return self.index_size + self.ingest.remaining
+        if i.base is not None:  # other workers' items may land too: never below what is there
+            return max(self.index_size, i.base + i.added + i.remaining)
+        return self.index_size + i.remaining
 
 
 @dataclass

@@ -556,9 +556,9 @@ class Embedder:
                 j.future.set_exception(err)
             return
         if len(results) != len(live):  # every caller gets an answer, never a future left pending
-            err = RuntimeError(f"grouped call returned {len(results)} results for {len(live)} items")
+            short = RuntimeError(f"grouped call returned {len(results)} results for {len(live)} items")
             for j in live:
-                j.future.set_exception(err)
+                j.future.set_exception(short)
             return
         for j, result in zip(live, results):
             j.future.set_result(result)

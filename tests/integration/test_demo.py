@@ -77,6 +77,7 @@ class Demo:
     gate: Gate
     capsys: Any
     out: list[str] = field(default_factory=list)
+    runs: list[Running] = field(default_factory=list)  # stopped at teardown if a test failed first
 
     def console(self) -> str:
         self.out.append(self.capsys.readouterr().out)
@@ -90,6 +91,7 @@ class Demo:
             return self.console()[since:]
 
         task = asyncio.create_task(demo_module.run_demo(self.settings, limit=LIMIT, port=0))
+        self.runs.append(Running(task, "", console))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 60
         while (found := re.search(r"open (http://\S+)/", console())) is None:
@@ -101,8 +103,8 @@ class Demo:
         return Running(task, found.group(1), console)
 
 
-@pytest.fixture
-def demo(tmp_path, backbone, monkeypatch, capsys) -> Demo:
+@pytest_asyncio.fixture
+async def demo(tmp_path, backbone, monkeypatch, capsys) -> AsyncIterator[Demo]:
     """A demo on an empty data dir in ``tmp_path``, with the session's backbone and the gate."""
     for name in ("TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN", "FASHIONBOT_TELEGRAM_BOT_TOKEN"):
         monkeypatch.delenv(name, raising=False)
@@ -122,7 +124,14 @@ def demo(tmp_path, backbone, monkeypatch, capsys) -> Demo:
     monkeypatch.setattr(Catalogue, "add_items", gated)
     # batch size fixed: no start-up measurement of it in a fresh data dir
     settings = make_settings(tmp_path / "data", batch_size=4, web_port=0)
-    return Demo(settings, gate, capsys)
+    demo = Demo(settings, gate, capsys)
+    yield demo
+    # The loop is the session's: a demo left running by a failed test would go on in the
+    # next tests, through their gate (one failure became two in a full run).
+    for run in demo.runs:
+        if not run.task.done():
+            run.task.cancel()
+            await asyncio.gather(run.task, return_exceptions=True)
 
 
 async def eventually(probe: Callable[[], Awaitable[Any]], ok: Callable[[Any], bool], timeout: float = 60) -> Any:

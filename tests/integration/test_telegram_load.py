@@ -81,7 +81,13 @@ async def test_two_hundred_users_at_once(service, api, photo_of):
             continue
         got = [m["caption"].rsplit(" · ", 2)[0].split(". ", 1)[1] for m in by_chat[user].params["media"]]
         assert len(got) == len(expected[user].items[:10]), user
-        assert got[:3] == [s.item.title for s in expected[user].items[:3]], user
+        # In order, save that two near-tied items may trade places: the crowd's photos were
+        # embedded in bf16 batches, the check's in other batches (features agree to a cosine
+        # of 0.999, not bit for bit). A neighbour's answer differs by far more than that.
+        score = {s.item.title: s.score for s in expected[user].items}
+        for rank, title in enumerate(got[:3]):
+            assert title in score, (user, got[:3])
+            assert abs(score[title] - expected[user].items[rank].score) <= 0.01, (user, got[:3], score)
     # While the garment finder is being finished, some Fashion-MNIST shots are refused as
     # "no clothing" (an answer all the same); most must get their album.
     assert len(by_chat) >= USERS * 0.6, f"only {len(by_chat)} albums"

@@ -61,6 +61,18 @@ def test_the_status_line_while_filling_and_after() -> None:
     assert "still adding" not in render.about_text(done)
 
 
+def test_the_total_holds_while_the_index_grows_a_moment_before_the_ingest_counts() -> None:
+    """The index takes a chunk on a pool thread; the ingest counts it when the loop comes
+    back. A page polling in between must read "128 of 300", not "128 of 428"."""
+    started_empty = dataclasses.replace(ingest(total=300, done=0), added=0, base=0)
+    in_between = about(started_empty, ready=128)  # indexed, not counted yet
+    counted = about(dataclasses.replace(started_empty, done=128, added=128), ready=128)
+    assert in_between.expected == counted.expected == 300
+    assert render.catalogue_text(in_between) == "Catalogue: 128 of 300 items ready — still adding"
+    # another worker's items land in this index too: never below what it holds
+    assert about(started_empty, ready=400).expected == 400
+
+
 class Empty:
     """A service whose catalogue is empty, filling or not."""
 

@@ -20,8 +20,9 @@ __all__ = ["IngestSnapshot", "IngestStatus"]  # the snapshot lives in the base l
 class IngestStatus:
     """Progress of one ingest (see the module docstring)."""
 
-    def __init__(self, kind: str, *, forward: Progress | None = None) -> None:
+    def __init__(self, kind: str, *, forward: Progress | None = None, base: int | None = None) -> None:
         self.kind = kind
+        self.base = base  # the index's size when the ingest started, when it adds to that index
         self.forward = forward
         self._total: float | None = None
         self.done = 0
@@ -85,4 +86,5 @@ class IngestStatus:
             elapsed=elapsed,
             eta=eta,
             error=self.error,
+            base=self.base,
         )
