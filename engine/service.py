@@ -269,39 +269,52 @@ class FashionService:
         picture = await self.encoder.decode(image, working_size=WORKING_SIDE)
         size = picture.size
         queries, no_garment = await self._queries(picture, whole_photo=whole_photo, region=region)
+        whole_query = next(q for q in queries if q.number == 0)
+        # Independent steps overlap: the product-shot check (an index search on the pool)
+        # with the user's row (a database read); the new photo's row with the user's
+        # feedback; each garment's search with the others'. Only what the garments add
+        # costs time, not their number (issue 15: garments ≤ 2× the whole-photo path).
+        check: asyncio.Future[list[tuple[int, float]]] | None = None
         if region is None and not whole_photo and (queries[0].number != 0 or no_garment):
-            # A picture that is (nearly) a catalogue picture is a product shot whatever the
-            # finder says: answer it as a whole, so an item's own photo finds the item.
-            whole_query = next(q for q in queries if q.number == 0)
-            best = await self.catalogue.nearest(whole_query.vector, 1)
-            if best and best[0][1] >= SAME_PICTURE:
-                queries = [whole_query, *(q for q in queries if q.number > 0)]
-                no_garment = False
-        user_id = photo_id = None
+            check = asyncio.ensure_future(self.catalogue.nearest(whole_query.vector, 1))
+        try:
+            user_id = await self._user_id(user) if user is not None else None
+            if check is not None:
+                # A picture that is (nearly) a catalogue picture is a product shot whatever the
+                # finder says: answer it as a whole, so an item's own photo finds the item.
+                best = await check
+                if best and best[0][1] >= SAME_PICTURE:
+                    queries = [whole_query, *(q for q in queries if q.number > 0)]
+                    no_garment = False
+        finally:
+            if check is not None and not check.done():
+                check.cancel()
+        photo_id = None
         disliked: set[int] = set()
         whole = queries[0] if queries[0].number == 0 else None
-        if user is not None:
-            user_id = await self._user_id(user)
+        if user_id is not None:
             garments = [q for q in queries if q.number > 0]
-            whole_vector = next(q.vector for q in queries if q.number == 0)
-            photo_id = await self.store.add_photo(
-                user_id,
-                whole_vector,
-                self.model_key,
-                size=size,
-                whole=not garments and not no_garment,
-                garments=[_new_garment(q) for q in garments],
+            photo_id, feedback = await asyncio.gather(
+                self.store.add_photo(
+                    user_id,
+                    whole_query.vector,
+                    self.model_key,
+                    size=size,
+                    whole=not garments and not no_garment,
+                    garments=[_new_garment(q) for q in garments],
+                ),
+                self.store.feedback(user_id),
             )
-            disliked = {i for i, v in (await self.store.feedback(user_id)).items() if v < 0}
+            disliked = {i for i, v in feedback.items() if v < 0}
         shown = [q for q in queries if q.number > 0]
         current = 0 if whole is not None else (shown[0].number if shown else None)
         # Every garment's items (the front-ends list them all), and the whole photo's only when
         # it is the answer: a later whole-photo switch searches its kept vector then.
         searched = [*shown, whole] if whole is not None and not no_garment else shown
         profile = await self._ranking_profile(user_id)
-        ranked = [
-            await self._rank(q.vector, k, exclude=disliked, profile=profile, group=q.filter_group) for q in searched
-        ]
+        ranked = await asyncio.gather(
+            *(self._rank(q.vector, k, exclude=disliked, profile=profile, group=q.filter_group) for q in searched)
+        )
         results = dict(zip((q.number for q in searched), await self._hydrate(ranked)))
         items = [] if no_garment or current is None else results[current]
         if user_id is not None and items:
@@ -326,15 +339,30 @@ class FashionService:
         product_shot = False
         if region is not None:
             found = [("other", REGION_LABEL, region, 1.0)]
+            crops = await self.encoder.run(lambda: [crop(picture, _finder_box(region))])
+            vectors = await self.encoder.embed_pictures([picture, *crops])
         elif self.finder is not None and not whole_photo:  # the whole photo, as asked: no scan
-            scan = await self._scan(self.finder, picture)
-            product_shot = scan.product_shot
-            found = [
-                (g.group, g.label, Box(g.box.x0, g.box.y0, g.box.x1, g.box.y1), float(g.confidence))
-                for g in scan.garments
-            ]
-        crops = await self.encoder.run(lambda: [crop(picture, _finder_box(b)) for _, _, b, _ in found])
-        vectors = await self.encoder.embed_pictures([picture, *crops])
+            # The whole photo's vector is needed whatever the scan finds: it is embedded while
+            # the scan runs (its letterbox on the pool beside the scan's input, its forward
+            # pass on the model's thread beside the scan's pool steps), the crops after.
+            whole = asyncio.ensure_future(self.encoder.embed_pictures([picture]))
+            try:
+                scan = await self._scan(self.finder, picture)
+                product_shot = scan.product_shot
+                found = [
+                    (g.group, g.label, Box(g.box.x0, g.box.y0, g.box.x1, g.box.y1), float(g.confidence))
+                    for g in scan.garments
+                ]
+                if found:
+                    crops = await self.encoder.run(lambda: [crop(picture, _finder_box(b)) for _, _, b, _ in found])
+                    vectors = np.concatenate([await whole, await self.encoder.embed_pictures(crops)])
+                else:
+                    vectors = await whole
+            finally:
+                if not whole.done():
+                    whole.cancel()
+        else:
+            vectors = await self.encoder.embed_pictures([picture])
         queries = [_Query(0, "other", "whole photo", everything, 1.0, vectors[0], None)]
         for n, ((group, label, box, conf), vector) in enumerate(zip(found, vectors[1:]), start=1):
             # A product shot is searched as it is: the whole picture is the garment, and the
