@@ -12,8 +12,9 @@ height, (2) outfits (a top above, shoes or a bag below), (3) pictures without ga
 Catalogue: the first 2,000 Fashion-MNIST *train* pictures (never pasted into a training
 scene) embedded with Lite0 (ImageNet) through ``prepare`` at 224 px. precision@10 = share
 of the 10 results with the query garment's Fashion-MNIST class; per-garment search is
-restricted to the garment's group as the finder says it, widened by ``search_groups`` (top <-> outerwear;
-the strict-group figure is reported too); whole-photo search is not restricted.
+restricted to the shelves the served search uses (the finder's group, top <-> outerwear, and the
+shelf most of the crop's 20 nearest items come from: ``se.served_groups``; the strict-group figure is
+reported too); whole-photo search is not restricted.
 
 Variants of the finder, read from one forward pass per picture: ``head+cam`` (served),
 ``head`` (the trained head alone), ``cam`` (Lite0's own ImageNet classifier only: what runs
@@ -45,13 +46,13 @@ if str(ROOT) not in sys.path:
 
 from bench.common import machine, save  # noqa: E402
 from engine.training import garment_scenes as gs  # noqa: E402
+from engine.training import scene_evaluation as se  # noqa: E402
 from engine.vision import garment_boxes as gb  # noqa: E402
-from engine.vision import garment_vocabulary as gv  # noqa: E402
 from engine.vision import garments as gm  # noqa: E402
 from engine.vision import product_shot as ps  # noqa: E402
 
-K = 10
-CATALOGUE = 2000
+K = se.K
+CATALOGUE = se.CATALOGUE
 EMBED_SIDE = 224
 GOALS = {
     "scene_vs_control": 0.90,
@@ -84,71 +85,7 @@ class Embedder:
         return np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
 
 
-def search(vectors: np.ndarray, catalogue: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
-    sims = vectors @ catalogue.T
-    if allowed is not None:
-        sims = np.where(allowed, sims, -np.inf)
-    return np.argsort(-sims, axis=1)[:, :K]
-
-
-def iou(a, b) -> float:
-    return gb.Box(*a).iou(gb.Box(*b))
-
-
-# ---- one variant over one set ---------------------------------------------------------------
-def evaluate(samples, scans, crops_vec, whole_vec, cat_vec, cat_labels, cat_groups) -> dict:
-    """Detection, retrieval and refusal figures of one finder variant on one set.
-
-    ``crops_vec[i]``: vectors of the crops of ``scans[i].garments`` (in order)."""
-    truths = hits = group_ok = 0
-    p_garment, p_strict, p_whole, both, outfit_n = [], [], [], 0, 0
-    refused = sum(1 for s in scans if not s.garments)
-    for sample, scan, cv, wv in zip(samples, scans, crops_vec, whole_vec):
-        found_ok = []
-        for t in sample.garments:
-            truths += 1
-            ious = [iou(t.box, g.box.as_tuple()) for g in scan.garments]
-            j = int(np.argmax(ious)) if ious else -1
-            best = ious[j] if ious else 0.0
-            hit = best >= 0.5
-            hits += hit
-            group_ok += hit and scan.garments[j].group == t.group
-            # What the user gets when tapping the garment that overlaps it most (0: none shown).
-            if ious and best > 0.1:
-                g = scan.garments[j]
-                strict = cat_groups == g.group
-                related = np.isin(cat_groups, gv.search_groups(g.group))
-                res = search(cv[j : j + 1], cat_vec, strict[None] if strict.sum() >= K else None)[0]
-                prec_strict = float((cat_labels[res] == t.label).mean())
-                res = search(cv[j : j + 1], cat_vec, related[None] if related.sum() >= K else None)[0]
-                prec = float((cat_labels[res] == t.label).mean())
-            else:
-                prec = prec_strict = 0.0
-            p_garment.append(prec)
-            p_strict.append(prec_strict)
-            p_whole.append(float((cat_labels[search(wv[None], cat_vec)[0]] == t.label).mean()))
-            found_ok.append(hit and prec >= 0.3)
-        if sample.kind == "outfit":
-            outfit_n += 1
-            both += len(found_ok) == 2 and all(found_ok)
-    n = len(samples)
-    out = {"photos": n, "refused": round(refused / n, 4) if n else None}
-    if truths:
-        out.update(
-            {
-                "garments": truths,
-                "recall_iou50": round(hits / truths, 4),
-                "group_accuracy": round(group_ok / max(1, hits), 4),
-                "p10_per_garment": round(float(np.mean(p_garment)), 4),  # search in gv.search_groups(group)
-                "p10_per_garment_strict_group": round(float(np.mean(p_strict)), 4),
-                "p10_whole_photo": round(float(np.mean(p_whole)), 4),
-            }
-        )
-    if outfit_n:
-        out["outfits_both_found"] = round(both / outfit_n, 4)
-    return out
-
-
+# ---- one variant over one set (figures: engine/training/scene_evaluation.py) ----------------------
 def run_variant(
     finder: gm.GarmentFinder,
     samples,
@@ -174,7 +111,7 @@ def run_variant(
     for cs in crops:
         per.append(vec[k : k + len(cs)])
         k += len(cs)
-    return evaluate(samples, scans, per, whole_vec, *catalogue), scans
+    return se.set_figures(samples, scans, per, whole_vec, catalogue), scans
 
 
 # ---- calibration ---------------------------------------------------------------------------------
@@ -205,19 +142,19 @@ def calibrate(finder: gm.GarmentFinder, n: int = 400, seed: int = 99) -> dict:
 def latency(
     finder: gm.GarmentFinder,
     embed: Embedder,
-    cat_vec,
-    cat_groups,
+    catalogue: se.SceneCatalogue,
     photos,
     repeats: int = 1,
-    cut: bool = True,
+    cut: bool = False,
     crop_side: int = EMBED_SIDE,
 ) -> dict:
+    cat_vec, cat_groups = catalogue.vectors, catalogue.groups
     whole, garment = [], []
     for img in photos:
         for _ in range(repeats):
             t0 = time.perf_counter()
             v = embed([img])
-            search(v, cat_vec)
+            se.search(v, cat_vec)
             whole.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             scan = finder.scan(img)
@@ -225,7 +162,8 @@ def latency(
                 pieces = [gb.cutout(img, g.box, scan.heat) if cut else gb.crop(img, g.box) for g in scan.garments]
                 vecs = embed(pieces, side=crop_side)
                 for g, v in zip(scan.garments, vecs):
-                    search(v[None], cat_vec, np.isin(cat_groups, gv.search_groups(g.group))[None])
+                    allowed = np.isin(cat_groups, se.served_groups(g.group, v, catalogue))
+                    se.search(v[None], cat_vec, allowed[None])
             garment.append(time.perf_counter() - t0)
     p50w, p50g = statistics.median(whole), statistics.median(garment)
     return {
@@ -319,11 +257,8 @@ def main(argv: list[str] | None = None) -> int:
 
     model = gm.load_lite0().eval()
     embed = Embedder(model)
-    x_train, y_train = gs._fm("train")
-    cat_vec = embed([gs.fm_picture(x_train[i]) for i in range(CATALOGUE)])
-    cat_labels = y_train[:CATALOGUE]
-    cat_groups = np.array([gv.FM_GROUPS[c] for c in cat_labels])
-    catalogue = (cat_vec, cat_labels, cat_groups)
+    catalogue = se.SceneCatalogue.fashion_mnist(embed, CATALOGUE)
+    cat_vec, cat_groups = catalogue.vectors, catalogue.groups
 
     finder = gm.GarmentFinder(model, args.head, side=args.side)
     variants = {finder.mode: finder}
@@ -389,8 +324,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # Latency: scenes and outfits as a chat would send them, the served variant.
     lat_photos = [s.image for s in sets["garment_in_scene"][:25] + sets["outfits"][:25]]
-    report["latency"] = latency(finder, embed, cat_vec, cat_groups, lat_photos)
-    report["latency_crops_at_160"] = latency(finder, embed, cat_vec, cat_groups, lat_photos, crop_side=160)
+    report["latency"] = latency(finder, embed, catalogue, lat_photos)
+    report["latency_crops_at_160"] = latency(finder, embed, catalogue, lat_photos, crop_side=160)
     report["latency"]["scan_only_p50_ms"] = scan_only_latency(finder, lat_photos)
     report["latency"]["torch_threads"] = torch.get_num_threads()
     for side in [int(s) for s in args.sides.split(",") if s]:

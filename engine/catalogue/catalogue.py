@@ -24,7 +24,7 @@ from engine.catalogue.index import IndexMeta, IndexMismatch, VectorIndex
 from engine.config import EngineSettings
 from engine.errors import EmptyCatalogue, IndexOutOfDate
 from engine.vision.backbones import LoadedBackbone
-from engine.vision.garment_vocabulary import search_groups
+from engine.vision.garment_vocabulary import GROUP_VOTERS, voted_search_groups
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -218,12 +218,14 @@ class Catalogue:
         self, vector: np.ndarray, fetch: int, *, group: str | None = None, need: int = 0
     ) -> list[tuple[int, float]]:
         """(item id, cosine) of the nearest items, best first. With ``group``, only items
-        of that garment group, widening the search once when fewer than ``need`` are left."""
-        ids, scores = await self._run(self.index.search, vector, fetch)
+        of that garment group's shelves (widened by the shelf most of the nearest items come
+        from: :func:`voted_search_groups`), widening the search once when fewer than ``need``
+        are left."""
+        ids, scores = await self._run(self.index.search, vector, max(fetch, GROUP_VOTERS if group else 0))
         pairs = [(int(i), float(s)) for i, s in zip(ids, scores)]
         if group is None:
             return pairs
-        allowed = set(search_groups(group))  # tops and outerwear look alike in a photo: both count
+        allowed = set(voted_search_groups(group, [self._groups.get(i) for i, _ in pairs]))
         kept = [(i, s) for i, s in pairs if self._groups.get(i) in allowed]
         if len(kept) < need and fetch < WIDE_FETCH < len(self.index) + WIDE_FETCH:
             ids, scores = await self._run(self.index.search, vector, WIDE_FETCH)

@@ -10,6 +10,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from engine.config import Settings
 
@@ -50,6 +51,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--catalogue", type=int, default=10_000, help="catalogue size: the first N training images")
     ev.add_argument("--queries", type=int, default=2_000, help="class-balanced test-split queries (10000 = all)")
     ev.add_argument("--robustness", type=int, default=500, help="queries per robustness variant (0 = skip)")
+    ev.add_argument(
+        "--scenes",
+        type=int,
+        default=200,
+        help="garments in photos: N one-garment scenes, 3N/4 outfits, the no-garment pictures and 6N/5 product "
+        "shots through the garment finder (0 = skip; default 200)",
+    )
     ev.add_argument("--out", type=Path, default=None, help="JSON report (default: <data dir>/eval.json)")
 
     th = sub.add_parser(
@@ -92,8 +100,12 @@ def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
     data = fashion_mnist_data()
     splits = fashion_mnist_splits(catalogue=args.catalogue, queries=args.queries, test_labels=data.test_labels)
     head_path = _default_head(settings, args.head)
+    if args.scenes < 0:
+        print("--scenes must be 0 (skip) or a number of scenes", file=sys.stderr)
+        return 2
     stage, close = _bar_factory()
     results, skipped = [], {}
+    scenes = _SceneRun(args.scenes, stage)
     try:
         for name in names:
             try:
@@ -103,12 +115,14 @@ def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"{name}: skipped: {err}", file=sys.stderr)
                 continue
             results.append(evaluate_model(backbone, data, splits, robustness_queries=args.robustness, progress=stage))
+            scenes.judge(backbone, results[-1])
             if head_path is not None:
                 try:
                     headed = with_head(backbone, head_path)
                 except BackboneUnavailable:
                     continue  # the head belongs to another backbone
                 results.append(evaluate_model(headed, data, splits, robustness_queries=args.robustness, progress=stage))
+                scenes.judge(headed, results[-1])
     finally:
         close()
     if not results:
@@ -118,6 +132,7 @@ def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
         "dataset": data.name,
         "protocol": f"{len(splits.queries)} test-split queries against the first {len(splits.catalogue)} training "
         "images; relevant = same category; exact cosine search",
+        "scene_protocol": scenes.protocol,
         "results": results,
         "skipped": skipped,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -128,6 +143,87 @@ def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
     print(format_eval(report))
     print(f"\nJSON: {out}")
     return 0
+
+
+class _SceneRun:
+    """The scene sets and the garment finder, built once for every model judged on them."""
+
+    def __init__(self, n: int, stage) -> None:
+        self.n, self.stage = n, stage
+        self.sets: dict | None = None
+        self.finder: Any = None  # a GarmentFinder, loaded on first use (it loads Lite0)
+
+    @property
+    def protocol(self) -> str | None:
+        if not self.n:
+            return None
+        from engine.training.scene_evaluation import CATALOGUE
+
+        return (
+            f"garments in photos: {self.n} one-garment scenes, {self.n * 3 // 4} outfits, the no-garment pictures "
+            f"and {self.n * 6 // 5} product shots (Fashion-MNIST test split on held-out photos) through the garment "
+            f"finder; each garment's crop searched in the first {CATALOGUE} training images, within its group"
+        )
+
+    def judge(self, backbone, result: dict) -> None:
+        if not self.n:
+            return
+        from engine.training.scene_evaluation import evaluate_backbone_on_scenes, scene_sets
+        from engine.vision.garments import GarmentFinder
+
+        if self.sets is None:
+            self.sets = scene_sets(self.n)
+            self.finder = GarmentFinder()
+        assert self.finder is not None
+        result["scenes"] = evaluate_backbone_on_scenes(backbone, self.finder, self.sets, self.stage)
+
+
+def format_scenes(results: list[dict]) -> list[str]:
+    """The scene table: what a user gets for a garment in a photo, per model."""
+    judged = [r for r in results if r.get("scenes")]
+    if not judged:
+        return []
+    rows = []
+    for r in judged:
+        s, g = r["scenes"]["sets"], r["scenes"]["goals"]
+        rows.append(
+            (
+                r["model"],
+                f"{s['garment_in_scene']['p10_per_garment']:.3f}",
+                f"{s['garment_in_scene']['p10_whole_photo']:.3f}",
+                f"{g['scene_vs_control']['control_p10']:.3f}",
+                f"{g['scene_vs_control']['value']:.2f}x",
+                f"{s['outfits']['p10_per_garment']:.3f}",
+                f"{g['outfits_both']['value']:.0%}",
+                f"{g['no_garment_refused']['value']:.1%}",
+                f"{g['product_refused']['value']:.1%}",
+                f"{r['scenes']['latency'].get('ratio_p50', 0):.2f}x",
+            )
+        )
+    goals = judged[0]["scenes"]["goals"]
+    verdict = ", ".join(f"{k} {'met' if v['met'] else 'NOT met'}" for k, v in goals.items())
+    return [
+        "",
+        "Garments in photos: precision@10 of the garment's search (scene, outfit), of the whole photo, and of "
+        "clean product shots (the control)",
+        _table(
+            rows,
+            (
+                "model",
+                "scene",
+                "scene whole",
+                "control",
+                "vs control",
+                "outfit",
+                "outfits both",
+                "no-garment refused",
+                "products refused",
+                "latency vs whole",
+            ),
+        ),
+        f"Goals (issue 15: scene >= 0.90x control, both garments in >= 70% of outfits, >= 90% of no-garment photos "
+        f"refused, no product shot refused), {judged[0]['model']}: {verdict}",
+    ]
 
 
 def format_eval(report: dict) -> str:
@@ -170,6 +266,7 @@ def format_eval(report: dict) -> str:
             ("category", *(r["model"] for r in report["results"])),
         ),
     ]
+    text += format_scenes(report["results"])
     return "\n".join(text)
 
 

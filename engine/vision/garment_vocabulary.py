@@ -5,6 +5,8 @@ mapped to one group. The finder, the catalogue's group filter and training share
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Sequence
 
 GROUPS = ("top", "outerwear", "dress", "bottoms", "shoes", "bag", "other")
 
@@ -225,3 +227,26 @@ RELATED_GROUPS: dict[str, tuple[str, ...]] = {"top": ("top", "outerwear"), "oute
 def search_groups(group: str) -> tuple[str, ...]:
     """The catalogue groups a search for a garment of ``group`` should be restricted to."""
     return RELATED_GROUPS.get(group, (group,))
+
+
+# How many of a crop's nearest items (all groups) vote on the shelf its search may also use.
+GROUP_VOTERS = 20
+
+
+def voted_search_groups(group: str, neighbour_groups: Sequence[str | None]) -> tuple[str, ...]:
+    """:func:`search_groups` of ``group``, widened by the groups of the shelf most of the
+    crop's own nearest items (``neighbour_groups``, best first, unknown as None) come from.
+
+    Why: the finder names the wrong group for about a quarter of the garments it boxes in a
+    scene (bench/bench_garments.py), and a search restricted to the wrong shelf finds nothing
+    of the kind; the crop's neighbours usually know its shelf better then. The finder's own
+    shelf is kept, so a right guess loses nothing. Measured on the seeded scene sets
+    (bench/bench_garments.py, 3 December): precision@10 0.555 → 0.587 for a garment in a
+    scene, 0.531 → 0.569 in outfits (both garments found 34 → 37 %), product shots 0.753 →
+    0.751."""
+    known = [g for g in neighbour_groups[:GROUP_VOTERS] if g is not None]
+    allowed = search_groups(group)
+    if not known:
+        return allowed
+    voted = Counter(known).most_common(1)[0][0]  # ties: the best-ranked group first seen
+    return allowed + tuple(g for g in search_groups(voted) if g not in allowed)

@@ -243,6 +243,8 @@ def test_eval_measures_each_backbone_the_head_and_robustness(small_head, tmp_pat
             "100",
             "--robustness",
             "30",
+            "--scenes",
+            "12",
             "--out",
             str(out),
         ]
@@ -259,5 +261,25 @@ def test_eval_measures_each_backbone_the_head_and_robustness(small_head, tmp_pat
         assert r["robustness"]["clean"]["queries"] == 30
     # the robustness variants are measured, not copied: they differ from the clean figure
     assert len({r["precision_at_10"] for r in lite0["robustness"].values()}) > 2
+    # garments in photos (issue 15): the scene sets, through the served finder, per model
+    for r in report["results"]:
+        scenes = r["scenes"]
+        assert set(scenes["sets"]) == {
+            "garment_in_scene",
+            "outfits",
+            "no_garment",
+            "product_shots",
+            "product_shots_clean",
+        }
+        assert scenes["sets"]["garment_in_scene"]["photos"] == 12 and scenes["sets"]["outfits"]["photos"] == 9
+        assert scenes["sets"]["no_garment"]["refused"] >= 0.75  # 90 % measured on the same seeded set
+        assert scenes["sets"]["product_shots"]["refused"] == 0.0  # a product shot is never refused
+        assert set(scenes["goals"]) == {"scene_vs_control", "outfits_both", "no_garment_refused", "product_refused"}
+        assert scenes["latency"]["photos"] > 0 and scenes["latency"]["ratio_p50"] > 0
+    # cropping the garment beats searching the whole scene (0.55 against 0.27 in the bench)
+    scene = lite0["scenes"]["sets"]["garment_in_scene"]
+    assert scene["p10_per_garment"] > scene["p10_whole_photo"], scene
+    assert "scenes" in report["scene_protocol"]
     printed = capsys.readouterr().out
     assert "P@10" in printed and "cluttered" in printed and "Ankle boot" in printed
+    assert "Garments in photos" in printed and "outfits both" in printed

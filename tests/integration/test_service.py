@@ -28,6 +28,28 @@ async def test_recommend_returns_ten_similar_items(service, photo_of) -> None:
     assert all(s.item.price is not None and s.item.title for s in rec.items)
 
 
+async def test_a_garment_named_wrong_still_finds_its_kind_on_the_shelf_its_neighbours_name(
+    service, fmnist_test
+) -> None:
+    """The finder names the wrong group for about a quarter of the garments it boxes; the
+    search also looks on the shelf most of the crop's nearest items come from."""
+    from engine.catalogue.ingest import FASHION_MNIST_CLASSES, fashion_mnist_picture
+
+    images, labels = fmnist_test
+    sneaker = next(i for i, c in enumerate(labels) if FASHION_MNIST_CLASSES[c] == "Sneaker")
+    shirt = next(i for i, c in enumerate(labels) if FASHION_MNIST_CLASSES[c] == "Shirt")
+    vectors = await service.encoder.embed_pictures([fashion_mnist_picture(images[i]) for i in (sneaker, shirt)])
+    footwear = {service.catalogue.group(i) for i, _ in await service.catalogue.nearest(vectors[0], 10)}
+    assert footwear == {"shoes"}  # the picture's own neighbours: shoes
+    named_a_top = await service.catalogue.nearest(vectors[0], 80, group="top", need=10)
+    shelves = [service.catalogue.group(i) for i, _ in named_a_top]
+    assert shelves[:10].count("shoes") >= 8, shelves  # found on the neighbours' shelf, best first
+    assert set(shelves) <= {"top", "outerwear", "shoes"}  # the finder's shelf stays allowed
+    # Named right, the search stays on its shelf.
+    as_top = await service.catalogue.nearest(vectors[1], 80, group="top", need=10)
+    assert {service.catalogue.group(i) for i, _ in as_top} <= {"top", "outerwear"}
+
+
 async def test_bad_images_fail_clearly_and_the_service_keeps_working(service, photo_of) -> None:
     for data in BAD.values():
         with pytest.raises(BadImage):

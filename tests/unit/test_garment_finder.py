@@ -132,3 +132,15 @@ def test_a_batched_scan_finds_what_the_lone_scans_find(finder) -> None:
         lone, together = finder.scan(photo), finder.decide(check, maps)
         assert [g.group for g in together.garments] == [g.group for g in lone.garments]
         assert together.product_shot == lone.product_shot
+
+
+def test_a_garments_search_adds_the_shelf_its_own_neighbours_come_from() -> None:
+    # The finder's shelf is always kept; tops and outerwear count together.
+    assert gv.voted_search_groups("top", ["top"] * 15 + ["shoes"] * 5) == ("top", "outerwear")
+    # A crop the finder calls a top but whose nearest items are mostly shoes: shoes are searched too.
+    assert gv.voted_search_groups("top", ["shoes"] * 12 + ["top"] * 8) == ("top", "outerwear", "shoes")
+    assert gv.voted_search_groups("shoes", ["outerwear"] * 11 + [None] * 9) == ("shoes", "outerwear", "top")
+    # Only the first GROUP_VOTERS neighbours vote; unknown groups don't; ties go to the best-ranked.
+    assert gv.voted_search_groups("bag", ["bag"] * gv.GROUP_VOTERS + ["dress"] * 100) == ("bag",)
+    assert gv.voted_search_groups("bag", [None] * 30) == ("bag",)
+    assert gv.voted_search_groups("bag", ["dress", "bottoms", "bottoms", "dress"]) == ("bag", "dress")
