@@ -73,6 +73,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     th.add_argument("--queries", type=int, default=None, help="class-balanced test-split queries (default all 10000)")
     th.add_argument("--seed", type=int, default=0, help="random seed: the same seed trains the same head (default: 0)")
+    th.add_argument(
+        "--scene-crops",
+        type=float,
+        default=0.25,
+        help="also train on in-scene crops (a training garment pasted into a scene, cropped as the garment "
+        "finder crops it), as a share of the training images (default 0.25; 0: none)",
+    )
 
 
 def _table(rows: list[tuple], headers: tuple) -> str:
@@ -275,7 +282,9 @@ def _run_train_head(args: argparse.Namespace, settings: Settings) -> int:
     from engine.training.train_head import TrainConfig, train_head
     from engine.vision.backbones import load_backbone
 
-    cfg = TrainConfig(dim=args.dim, epochs=args.epochs, tail_blocks=args.tail_blocks, seed=args.seed)
+    cfg = TrainConfig(
+        dim=args.dim, epochs=args.epochs, tail_blocks=args.tail_blocks, seed=args.seed, scene_crops=args.scene_crops
+    )
     try:
         cfg.check()
     except ValueError as err:
@@ -308,6 +317,7 @@ def _run_train_head(args: argparse.Namespace, settings: Settings) -> int:
             cfg=cfg,
             progress=stage,
             precision=settings.precision,
+            garment_pixels=data.train_pixels,
         )
     finally:
         close()

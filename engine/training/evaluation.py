@@ -183,6 +183,7 @@ class EvalData:
     test_labels: np.ndarray
     class_names: list[str]
     name: str
+    train_pixels: Callable[[int], np.ndarray] | None = None  # raw 28×28 garments, for in-scene crops
 
 
 def fashion_mnist_data() -> EvalData:
@@ -197,6 +198,7 @@ def fashion_mnist_data() -> EvalData:
         test_labels=test_y.astype(np.int64),
         class_names=list(FASHION_MNIST_CLASSES),
         name="Fashion-MNIST",
+        train_pixels=lambda i: train_x[i],
     )
 
 

@@ -561,6 +561,29 @@ def _balanced(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarra
     return rng.permutation(picks)[:n]
 
 
+# ---- in-scene crops (for train-head) ---------------------------------------------------------
+def scene_crop(pixels28: np.ndarray, rng: np.random.Generator, photos: tuple[str, ...] | None = None) -> Image.Image:
+    """A garment as the served search sees it after the finder: pasted (tinted, scaled) into a
+    scene at 30–50 % of its height on a training background, then cropped around a box that is
+    slightly off (shifted and scaled by up to about a tenth) with the served crop's margin. For
+    ``fashionbot train-head``: a garment cut from a photo should land near the product shot of
+    its kind. Training photos only (:data:`TRAIN_PHOTOS`), never the held-out ones."""
+    from engine.vision.garment_boxes import Box, crop
+
+    refs = available(TRAIN_PHOTOS) if photos is None else photos
+    labels = np.zeros(1, np.int64)  # the label is the caller's; compose only needs a slot
+    sample = compose(rng, pixels28[None], labels, [0], [float(rng.uniform(0.3, 0.5))], "free", refs)
+    if not sample.garments:  # pasted off the canvas: the garment on its own background
+        return sample.image
+    x0, y0, x1, y1 = sample.garments[0].box
+    w, h = x1 - x0, y1 - y0
+    dx, dy = rng.uniform(-0.1, 0.1, 2) * (w, h)
+    s = rng.uniform(0.9, 1.15)
+    cx, cy = (x0 + x1) / 2 + dx, (y0 + y1) / 2 + dy
+    box = Box(max(0.0, cx - w * s / 2), max(0.0, cy - h * s / 2), min(1.0, cx + w * s / 2), min(1.0, cy + h * s / 2))
+    return crop(sample.image, box)
+
+
 # ---- training scenes (train split) --------------------------------------------------------
 def training_scenes(n: int, seed: int = 0, exclude: np.ndarray | None = None) -> Iterator[Sample]:
     """Scenes for the garment head, with pixel masks: single garments at 25–60 % of the height,

@@ -52,12 +52,19 @@ class TrainConfig:
     bf16: bool | None = None  # autocast while training; None: where the CPU has native bf16
     seed: int = 0
     extract_batch: int = 64
+    # In-scene crops added to the training images, as a share of them (0 = none): each is a
+    # training garment pasted into a scene and cropped as the garment finder crops it. 0.25
+    # against 0 (10,000 training images, the same seed, 3 December): a garment in a scene
+    # precision@10 0.580 -> 0.661, outfits 0.566 -> 0.682, clean 0.879 -> 0.882.
+    scene_crops: float = 0.25
 
     def check(self) -> None:
         if not 8 <= self.dim <= MAX_HEAD_DIM:
             raise ValueError(f"--dim must be between 8 and {MAX_HEAD_DIM}")
         if self.epochs < 1:
             raise ValueError("--epochs must be at least 1")
+        if not 0.0 <= self.scene_crops <= 1.0:
+            raise ValueError("--scene-crops must be a share between 0 and 1")
 
 
 class CosineClassifier(nn.Module):
@@ -224,9 +231,12 @@ def train_head(
     cfg: TrainConfig,
     progress: Progress | None = None,
     precision: str = "auto",
+    garment_pixels: Callable[[int], np.ndarray] | None = None,
 ) -> dict:
     """The whole run: cache trunk maps, judge the frozen features, train, judge the head,
-    save. Returns a report (what ``fashionbot train-head`` prints and writes as JSON)."""
+    save. Returns a report (what ``fashionbot train-head`` prints and writes as JSON).
+    ``garment_pixels(i)``: training image ``i``'s raw 28×28 garment (light on black), from
+    which ``cfg.scene_crops`` in-scene crops are made."""
     cfg.check()
     splits.check_disjoint()
     started = time.monotonic()
@@ -259,12 +269,37 @@ def train_head(
     train_maps = maps_of(pictures_train, splits.head_train, "trunk: head-training images")
     cat_maps = maps_of(pictures_train, splits.catalogue, "trunk: catalogue images")
     query_maps = maps_of(pictures_test, splits.queries, "trunk: query images")
-    extracted = time.monotonic()
     lab_train, lab_cat, lab_q = (
         labels_train[splits.head_train],
         labels_train[splits.catalogue],
         labels_test[splits.queries],
     )
+    scene_count = 0
+    if cfg.scene_crops > 0 and garment_pixels is not None:
+        from engine.training.garment_scenes import scene_crop
+
+        picks = np.random.default_rng(cfg.seed).permutation(splits.head_train)[
+            : round(cfg.scene_crops * len(splits.head_train))
+        ]
+
+        def in_scene(i: int) -> Image.Image:  # one generator per picture: the same seed, the same crops
+            return scene_crop(garment_pixels(int(picks[i])), np.random.default_rng((cfg.seed, int(picks[i]))))
+
+        scene_maps = extract_maps(
+            trunk,
+            in_scene,
+            len(picks),
+            size,
+            backbone.mean,
+            backbone.std,
+            cfg.extract_batch,
+            stage("trunk: in-scene crops", len(picks)),
+            bf16_from,
+        )
+        train_maps = np.concatenate([train_maps, scene_maps])
+        lab_train = np.concatenate([lab_train, labels_train[picks]])
+        scene_count = len(picks)
+    extracted = time.monotonic()
 
     frozen = judge(embed_maps(tail, None, query_maps), lab_q, embed_maps(tail, None, cat_maps), lab_cat, class_names)
 
@@ -286,6 +321,7 @@ def train_head(
         "config": asdict(cfg),
         "splits": {
             "head_train": len(splits.head_train),
+            "in_scene_crops": scene_count,
             "catalogue": len(splits.catalogue),
             "queries": len(splits.queries),
             "disjoint": True,

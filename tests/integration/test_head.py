@@ -118,7 +118,13 @@ def test_train_head_writes_a_fingerprinted_head_and_an_honest_report(small_head,
     payload = read_head(head)
     assert payload["backbone"] == "efficientnet-lite0" and payload["dim"] == 32
     assert payload["backbone_fingerprint"] == backbone.fingerprint
-    assert report["splits"] == {"head_train": 600, "catalogue": 300, "queries": 200, "disjoint": True}
+    assert report["splits"] == {
+        "head_train": 600,
+        "in_scene_crops": 150,  # a quarter more: in-scene crops, by default
+        "catalogue": 300,
+        "queries": 200,
+        "disjoint": True,
+    }
     for part in ("frozen", "head"):
         assert 0.3 < report[part]["precision_at_10"] <= 1.0, report[part]  # chance is 0.1
         assert set(report[part]["by_category"]) == {
@@ -175,6 +181,34 @@ def test_train_head_refuses_a_vector_bigger_than_256(tmp_path, monkeypatch, caps
     assert main(["train-head", "--dim", "512"]) == 2
     assert "between 8 and 256" in capsys.readouterr().err
     assert not (tmp_path / "head.pt").exists()
+
+
+def test_in_scene_crops_are_garments_on_scenes_cut_as_the_finder_cuts_them() -> None:
+    from engine.catalogue.ingest import load_fashion_mnist
+    from engine.training.garment_scenes import scene_crop
+
+    images, _ = load_fashion_mnist("train")
+    crops = [np.asarray(scene_crop(images[i], np.random.default_rng((0, i)))) for i in range(12)]
+    again = np.asarray(scene_crop(images[3], np.random.default_rng((0, 3))))
+    assert again.shape == crops[3].shape and (again == crops[3]).all()  # the same seed, the same crop
+    assert all(c.ndim == 3 and c.shape[2] == 3 and min(c.shape[:2]) >= 16 for c in crops)
+    # Not product shots: the background around the garment is a scene, not the studio's white.
+    borders = [np.concatenate([c[0], c[-1], c[:, 0], c[:, -1]]).mean() for c in crops]
+    assert sum(b < 235 for b in borders) >= 9, borders
+
+
+def test_train_head_trains_without_in_scene_crops_when_told(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("FASHIONBOT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("FASHIONBOT_BACKBONE", "efficientnet-lite0")
+    assert main(["train-head", "--scene-crops", "1.5"]) == 2
+    assert "--scene-crops" in capsys.readouterr().err
+    small = [*SMALL]
+    small[small.index("--head-train") + 1] = "200"
+    assert main(["train-head", *small, "--epochs", "1", "--scene-crops", "0"]) == 0
+    report = json.loads((tmp_path / "head.pt.json").read_text())
+    assert report["splits"]["head_train"] == 200 and report["splits"]["in_scene_crops"] == 0
+    assert report["config"]["scene_crops"] == 0.0
+    assert 0.3 < report["head"]["precision_at_10"] <= 1.0
 
 
 # ---- the head in the service: the index records it, reindex applies it ----------------------
