@@ -5,7 +5,9 @@ Two CPU cores can't afford running the whole network for every step, so the froz
 trunk runs once per image and its feature maps (7x7, fp16) are cached; epochs only
 run the tail. Augmentation is a horizontal flip of the cached maps (a mirrored
 garment is the same garment; flipping the map is the cheap stand-in for
-re-running the trunk on the mirrored picture).
+re-running the trunk on the mirrored picture), plus in-scene crops cached the same
+way: training garments pasted into scenes and cut as the garment finder cuts them,
+so that a garment cut from a photo lands near the product shot of its kind.
 
 Quality is judged here the way ``fashionbot eval`` judges it: test-split queries
 against a catalogue split the head never trained on (``engine.training.evaluation.Splits``).
