@@ -162,7 +162,7 @@ def latency(
                 pieces = [gb.cutout(img, g.box, scan.heat) if cut else gb.crop(img, g.box) for g in scan.garments]
                 vecs = embed(pieces, side=crop_side)
                 for g, v in zip(scan.garments, vecs):
-                    allowed = np.isin(cat_groups, se.served_groups(g.group, v, catalogue))
+                    allowed = np.isin(cat_groups, se.served_groups(g.group, v, catalogue, g.confidence))
                     se.search(v[None], cat_vec, allowed[None])
             garment.append(time.perf_counter() - t0)
     p50w, p50g = statistics.median(whole), statistics.median(garment)

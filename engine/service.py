@@ -61,6 +61,10 @@ log = logging.getLogger(__name__)
 LIKE_WEIGHT = 2.0  # a liked catalogue item counts as much as two of the user's garments
 MAX_STYLES_SHOWN = 4
 EMBED_CHUNK = 128  # rows per database round: progress moves every second or two, and a crash loses at most this
+# A garment the finder names with less confidence is also searched on the shelf its crop's
+# neighbours vote for (garment_vocabulary.voted_search_groups); a confident one is not: on a
+# real photo (the astronaut's sweatshirt, 0.99) the Fashion-MNIST neighbours voted for shoes.
+TRUST_FINDER_GROUP = 0.8
 WORKING_SIDE = 640  # photos are decoded at about this size: enough for garment crops, far below camera sizes
 REGION_LABEL = "your selection"
 SAME_PICTURE = 0.95  # cosine at which a photo is taken for a catalogue picture (re-encodes score ~0.99)
@@ -313,7 +317,17 @@ class FashionService:
         searched = [*shown, whole] if whole is not None and not no_garment else shown
         profile = await self._ranking_profile(user_id)
         ranked = await asyncio.gather(
-            *(self._rank(q.vector, k, exclude=disliked, profile=profile, group=q.filter_group) for q in searched)
+            *(
+                self._rank(
+                    q.vector,
+                    k,
+                    exclude=disliked,
+                    profile=profile,
+                    group=q.filter_group,
+                    vote=q.confidence < TRUST_FINDER_GROUP,
+                )
+                for q in searched
+            )
         )
         results = dict(zip((q.number for q in searched), await self._hydrate(ranked)))
         items = [] if no_garment or current is None else results[current]
@@ -452,6 +466,7 @@ class FashionService:
         exclude: set[int] | frozenset[int],
         profile: styles.StyleProfile | None,
         group: str | None,
+        vote: bool = False,
     ) -> list[tuple[int, float]]:
         """(item id, cosine) of the k items to show for ``vector``: the index's nearest
         (of ``group``), without ``exclude``, re-ranked towards ``profile``. No database
@@ -459,7 +474,7 @@ class FashionService:
         fetch = k + len(exclude) + (2 * k if profile is not None else 0)
         if group is not None:
             fetch = max(fetch, 8 * k)
-        pairs = await self.catalogue.nearest(vector, fetch, group=group, need=k + len(exclude))
+        pairs = await self.catalogue.nearest(vector, fetch, group=group, need=k + len(exclude), vote=vote)
         keep = [(i, s) for i, s in pairs if i not in exclude]
         if profile is not None and len(keep) >= 2:
             vectors = await self.catalogue.vectors([i for i, _ in keep])

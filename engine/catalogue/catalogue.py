@@ -215,17 +215,18 @@ class Catalogue:
         return group in self._groups.values()
 
     async def nearest(
-        self, vector: np.ndarray, fetch: int, *, group: str | None = None, need: int = 0
+        self, vector: np.ndarray, fetch: int, *, group: str | None = None, need: int = 0, vote: bool = False
     ) -> list[tuple[int, float]]:
         """(item id, cosine) of the nearest items, best first. With ``group``, only items
-        of that garment group's shelves (widened by the shelf most of the nearest items come
-        from: :func:`voted_search_groups`), widening the search once when fewer than ``need``
-        are left."""
+        of that garment group's shelves (with ``vote``, widened by the shelf most of the
+        nearest items come from: :func:`voted_search_groups`), widening the search once when
+        fewer than ``need`` are left."""
         ids, scores = await self._run(self.index.search, vector, max(fetch, GROUP_VOTERS if group else 0))
         pairs = [(int(i), float(s)) for i, s in zip(ids, scores)]
         if group is None:
             return pairs
-        allowed = set(voted_search_groups(group, [self._groups.get(i) for i, _ in pairs]))
+        neighbours = [self._groups.get(i) for i, _ in pairs] if vote else []
+        allowed = set(voted_search_groups(group, neighbours))
         kept = [(i, s) for i, s in pairs if self._groups.get(i) in allowed]
         if len(kept) < need and fetch < WIDE_FETCH < len(self.index) + WIDE_FETCH:
             ids, scores = await self._run(self.index.search, vector, WIDE_FETCH)

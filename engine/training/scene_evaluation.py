@@ -30,6 +30,7 @@ from engine.vision import garment_vocabulary as gv
 from engine.vision import garments as gm
 
 K = 10
+TRUST_FINDER_GROUP = 0.8  # = engine.service.TRUST_FINDER_GROUP (training may not import the service)
 CATALOGUE = 2000  # = engine.training.garment_head.CATALOGUE_HOLDOUT: never pasted into a training scene
 GOALS = {"scene_vs_control": 0.90, "outfits_both": 0.70, "no_garment_refused": 0.90, "product_refused": 0.0}
 
@@ -76,10 +77,14 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
     return gb.Box(*a).iou(gb.Box(*b))
 
 
-def served_groups(group: str, vector: np.ndarray, catalogue: SceneCatalogue) -> tuple[str, ...]:
+def served_groups(
+    group: str, vector: np.ndarray, catalogue: SceneCatalogue, confidence: float = 0.0
+) -> tuple[str, ...]:
     """The shelves the served search uses for a garment of ``group`` whose crop is ``vector``
-    (engine/catalogue/catalogue.py ``Catalogue.nearest``): the finder's, and the one most of
-    the crop's nearest items come from."""
+    (engine/service.py, ``Catalogue.nearest``): the finder's, and, when the finder is not
+    confident, the one most of the crop's nearest items come from."""
+    if confidence >= TRUST_FINDER_GROUP:
+        return gv.search_groups(group)
     nearest = np.argsort(-(catalogue.vectors @ vector))[: gv.GROUP_VOTERS]
     return gv.voted_search_groups(group, [str(g) for g in catalogue.groups[nearest]])
 
@@ -113,7 +118,7 @@ def set_figures(
             if ious and best > 0.1:
                 g = scan.garments[j]
                 strict = cat_groups == g.group
-                related = np.isin(cat_groups, served_groups(g.group, cv[j], catalogue))
+                related = np.isin(cat_groups, served_groups(g.group, cv[j], catalogue, g.confidence))
                 res = search(cv[j : j + 1], cat_vec, strict[None] if strict.sum() >= K else None)[0]
                 prec_strict = float((cat_labels[res] == t.label).mean())
                 res = search(cv[j : j + 1], cat_vec, related[None] if related.sum() >= K else None)[0]
@@ -232,7 +237,7 @@ def latency(finder: gm.GarmentFinder, embed: Embed, catalogue: SceneCatalogue, p
         if scan.garments:
             vecs = embed([gb.crop(img, g.box) for g in scan.garments])
             for g, v in zip(scan.garments, vecs):
-                allowed = np.isin(catalogue.groups, served_groups(g.group, v, catalogue))
+                allowed = np.isin(catalogue.groups, served_groups(g.group, v, catalogue, g.confidence))
                 search(v[None], catalogue.vectors, allowed[None])
         garment.append(time.perf_counter() - t0)
     if not photos:

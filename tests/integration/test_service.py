@@ -41,12 +41,12 @@ async def test_a_garment_named_wrong_still_finds_its_kind_on_the_shelf_its_neigh
     vectors = await service.encoder.embed_pictures([fashion_mnist_picture(images[i]) for i in (sneaker, shirt)])
     footwear = {service.catalogue.group(i) for i, _ in await service.catalogue.nearest(vectors[0], 10)}
     assert footwear == {"shoes"}  # the picture's own neighbours: shoes
-    named_a_top = await service.catalogue.nearest(vectors[0], 80, group="top", need=10)
+    named_a_top = await service.catalogue.nearest(vectors[0], 80, group="top", need=10, vote=True)
     shelves = [service.catalogue.group(i) for i, _ in named_a_top]
     assert shelves[:10].count("shoes") >= 8, shelves  # found on the neighbours' shelf, best first
     assert set(shelves) <= {"top", "outerwear", "shoes"}  # the finder's shelf stays allowed
     # Named right, the search stays on its shelf.
-    as_top = await service.catalogue.nearest(vectors[1], 80, group="top", need=10)
+    as_top = await service.catalogue.nearest(vectors[1], 80, group="top", need=10, vote=True)
     assert {service.catalogue.group(i) for i, _ in as_top} <= {"top", "outerwear"}
 
 
