@@ -47,13 +47,16 @@ if str(ROOT) not in sys.path:
 from bench.common import machine, save  # noqa: E402
 from engine.training import garment_scenes as gs  # noqa: E402
 from engine.training import scene_evaluation as se  # noqa: E402
+from engine.vision import crop_adapter  # noqa: E402
 from engine.vision import garment_boxes as gb  # noqa: E402
 from engine.vision import garments as gm  # noqa: E402
 from engine.vision import product_shot as ps  # noqa: E402
+from engine.vision.backbones import load_efficientnet_lite  # noqa: E402
 
 K = se.K
 CATALOGUE = se.CATALOGUE
 EMBED_SIDE = 224
+ADAPTER: crop_adapter.CropAdapter | None = None  # the served crop adapter, as main() finds it
 GOALS = {
     "scene_vs_control": 0.90,
     "outfits_both": 0.70,
@@ -97,10 +100,12 @@ def run_variant(
     cut: bool = False,
     crop_side: int = EMBED_SIDE,
 ) -> tuple:
-    scans = [finder.decide(c, m) for c, m in zip(checks, maps)]
+    scans = [finder.refine(s.image, finder.decide(c, m)) for s, c, m in zip(samples, checks, maps)]
     crops = [
         [
-            gb.cutout(s.image, g.box, scan.heat) if cut and not scan.product_shot else gb.crop(s.image, g.box)
+            gb.cutout(s.image, g.box, scan.heat)
+            if cut and not scan.product_shot
+            else gb.crop(s.image, g.box, gb.GARMENT_MARGIN)
             for g in scan.garments
         ]
         for s, scan in zip(samples, scans)
@@ -108,8 +113,9 @@ def run_variant(
     flat = [c for cs in crops for c in cs]
     vec = embed(flat, side=crop_side) if flat else np.zeros((0, 1280), np.float32)
     per, k = [], 0
-    for cs in crops:
-        per.append(vec[k : k + len(cs)])
+    for cs, scan in zip(crops, scans):
+        mine = vec[k : k + len(cs)]
+        per.append(ADAPTER.apply(mine) if ADAPTER is not None and len(cs) and not scan.product_shot else mine)
         k += len(cs)
     return se.set_figures(samples, scans, per, whole_vec, catalogue), scans
 
@@ -159,8 +165,13 @@ def latency(
             t0 = time.perf_counter()
             scan = finder.scan(img)
             if scan.garments:
-                pieces = [gb.cutout(img, g.box, scan.heat) if cut else gb.crop(img, g.box) for g in scan.garments]
+                pieces = [
+                    gb.cutout(img, g.box, scan.heat) if cut else gb.crop(img, g.box, gb.GARMENT_MARGIN)
+                    for g in scan.garments
+                ]
                 vecs = embed(pieces, side=crop_side)
+                if ADAPTER is not None and not scan.product_shot:
+                    vecs = ADAPTER.apply(vecs)
                 for g, v in zip(scan.garments, vecs):
                     allowed = np.isin(cat_groups, se.served_groups(g.group, v, catalogue, g.confidence))
                     se.search(v[None], cat_vec, allowed[None])
@@ -249,13 +260,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--side", type=int, default=gm.SCAN_SIDE)
     p.add_argument("--sides", type=str, default="", help="also measure these scan sizes (comma-separated)")
     p.add_argument("--out", type=str, default="garments")
+    p.add_argument("--no-adapter", action="store_true", help="garment crops as they are, without the crop adapter")
     p.add_argument("--plot", type=Path, default=ROOT / "docs" / "plots" / "garments_examples.png")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     t_start = time.perf_counter()
     n_scene, n_outfit, n_product = (60, 50, 80) if args.quick else (200, 150, 240)
 
-    model = gm.load_lite0().eval()
+    global ADAPTER
+    lite0 = load_efficientnet_lite("efficientnet-lite0")
+    model = lite0.model.eval()
+    ADAPTER = None if args.no_adapter else crop_adapter.for_model(lite0.model_key, lite0.dim)
     embed = Embedder(model)
     catalogue = se.SceneCatalogue.fashion_mnist(embed, CATALOGUE)
     cat_vec, cat_groups = catalogue.vectors, catalogue.groups
@@ -281,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
             "side": args.side,
             "head_fingerprint": finder.head_fingerprint,
             "thresholds": vars(finder.thresholds),
+            "close_look": {"side": gm.REFINE_SIDE, "context": gm.REFINE_CONTEXT},
+            "crop_margin": gb.GARMENT_MARGIN,
+            "crop_adapter": ADAPTER.fingerprint if ADAPTER is not None else None,
         },
         "eval_backgrounds_held_out": photos_held_out,
         "catalogue": CATALOGUE,

@@ -371,6 +371,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "eval": lambda args, settings: _quality("cmd_eval", args, settings),
     "train-head": lambda args, settings: _quality("cmd_train_head", args, settings),
+    "train-crop-adapter": lambda args, settings: _quality("cmd_train_crop_adapter", args, settings),
 }
 
 

@@ -46,12 +46,13 @@ from engine.types import (
     TrendProgress,
     UserRef,
 )
-from engine.vision import scan_runtime
+from engine.vision import crop_adapter, scan_runtime
 from engine.vision.backbones import LoadedBackbone
+from engine.vision.crop_adapter import CropAdapter
 from engine.vision.embedder import Embedder
 from engine.vision.encoder import Encoder, PreparedImage
+from engine.vision.garment_boxes import GARMENT_MARGIN, GarmentScan, crop
 from engine.vision.garment_boxes import Box as FinderBox
-from engine.vision.garment_boxes import GarmentScan, crop
 from engine.vision.garment_vocabulary import group_of_category
 from engine.vision.garments import GarmentFinder
 from engine.vision.models import load_model
@@ -144,6 +145,7 @@ class FashionService:
                 log.info("garment scan: %s", note)
         catalogue = Catalogue(settings, store, backbone, pool, group_of=group_of_category)
         service = cls(settings, store, encoder, catalogue, finder)
+        service.crop_adapter = crop_adapter.for_model(backbone.model_key, backbone.dim)
         service._pool = pool
         await catalogue.open()
         service._follower = Follower.start(catalogue)  # other workers' commits, removals and duplicates
@@ -151,6 +153,7 @@ class FashionService:
 
     _pool: ThreadPoolExecutor | None = None
     _follower: Follower | None = None
+    crop_adapter: CropAdapter | None = None  # garment crops moved towards product shots (issue 15)
 
     async def close(self) -> None:
         """Save the index and release everything; safe to call twice."""
@@ -354,7 +357,7 @@ class FashionService:
         if region is not None:
             found = [("other", REGION_LABEL, region, 1.0)]
             crops = await self.encoder.run(lambda: [crop(picture, _finder_box(region))])
-            vectors = await self.encoder.embed_pictures([picture, *crops])
+            vectors = await self._moved(await self.encoder.embed_pictures([picture, *crops]))
         elif self.finder is not None and not whole_photo:  # the whole photo, as asked: no scan
             # The whole photo's vector is needed whatever the scan finds: it is embedded while
             # the scan runs (its letterbox on the pool beside the scan's input, its forward
@@ -368,8 +371,13 @@ class FashionService:
                     for g in scan.garments
                 ]
                 if found:
-                    crops = await self.encoder.run(lambda: [crop(picture, _finder_box(b)) for _, _, b, _ in found])
-                    vectors = np.concatenate([await whole, await self.encoder.embed_pictures(crops)])
+                    crops = await self.encoder.run(
+                        lambda: [crop(picture, _finder_box(b), GARMENT_MARGIN) for _, _, b, _ in found]
+                    )
+                    cut = await self.encoder.embed_pictures(crops)
+                    vectors = np.concatenate([await whole, cut])
+                    if not product_shot:  # a product shot is searched as the whole picture (below)
+                        vectors = await self._moved(vectors)
                 else:
                     vectors = await whole
             finally:
@@ -389,14 +397,37 @@ class FashionService:
             return queries, False  # whole-photo first (number 0 is current)
         return ([q for q in queries if q.number > 0] + [queries[0]]), no_garment
 
+    async def _moved(self, vectors: np.ndarray) -> np.ndarray:
+        """``vectors`` with every row after the first (the whole photo's) moved by the crop
+        adapter (engine/vision/crop_adapter.py) towards where their product shots lie."""
+        adapter = self.crop_adapter
+        if adapter is None or len(vectors) < 2:
+            return vectors
+        moved = await self.encoder.run(adapter.apply, vectors[1:])
+        return np.concatenate([vectors[:1], moved])
+
     async def _scan(self, finder: GarmentFinder, picture: Image.Image) -> GarmentScan:
-        """The finder's scan in three steps, so that only its forward pass waits for the model's
+        """The finder's scan in steps, so that only its forward passes wait for the model's
         thread: the product check and the input on the pool, the maps on the model's thread
         (batched with other photos of the same shape that arrive together), the verdict on
-        the pool again."""
+        the pool again; then the same for the close look at each garment."""
         check, x = await self.encoder.run(finder.scan_input, picture)
         maps = await self.encoder.on_model_thread_grouped(("scan", tuple(x.shape)), x, finder.maps_batch)
-        return await self.encoder.run(finder.decide, check, maps)
+        scan = await self.encoder.run(finder.decide, check, maps)
+        # The close look at each garment (finder.refine): its regions' forward passes in one
+        # batch on the model's thread, grouped with other photos' regions (all one shape).
+        if not self.settings.garment_close_look:
+            return scan
+        regions = await self.encoder.run(finder.refine_inputs, picture, scan)
+        if not regions:
+            return scan
+        looks = await asyncio.gather(
+            *(
+                self.encoder.on_model_thread_grouped(("refine", tuple(t.shape)), t, finder.maps_batch)
+                for _, t in regions
+            )
+        )
+        return await self.encoder.run(finder.refined, scan, picture.size, regions, list(looks))
 
     async def _user_id(self, user: UserRef) -> int:
         """The user's row id, created on first sight."""

@@ -584,6 +584,46 @@ def scene_crop(pixels28: np.ndarray, rng: np.random.Generator, photos: tuple[str
     return crop(sample.image, box)
 
 
+def crop_and_studio(
+    pixels28: np.ndarray, rng: np.random.Generator, photos: tuple[str, ...] | None = None
+) -> tuple[Image.Image, Image.Image]:
+    """One garment twice, for ``fashionbot train-crop-adapter``: (1) pasted (tinted, scaled to
+    30–50 % of the picture) into a scene on a training background and cut around a box
+    slightly off its own (shifted and scaled by up to about a tenth, the served crop's
+    margin), as the finder's crop shows it; (2) the same tinted garment on a plain light
+    studio background, as a shop's product shot shows it, colour kept. Training photos only."""
+    from engine.vision.garment_boxes import GARMENT_MARGIN, Box, crop
+
+    refs = available(TRAIN_PHOTOS) if photos is None else photos
+    w, h = _canvas_size(rng)
+    canvas, _ = _background(rng, w, h, refs, 0.6)
+    garment = garment_rgba(pixels28, rng, max(8, int(rng.uniform(0.3, 0.5) * h)))
+    x = int(rng.integers(0, max(1, w - garment.width + 1)))
+    y = int(rng.integers(0, max(1, h - garment.height + 1)))
+    box = _paste(canvas, garment, x, y, 0, None)
+    if rng.random() < 0.3:  # a phone photo: a little blur
+        canvas = canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
+    if box is None:
+        scene = canvas
+    else:
+        x0, y0, x1, y1 = box
+        bw, bh = x1 - x0, y1 - y0
+        dx, dy = rng.uniform(-0.1, 0.1, 2) * (bw, bh)
+        s = rng.uniform(0.9, 1.15)
+        cx, cy = (x0 + x1) / 2 + dx, (y0 + y1) / 2 + dy
+        off = Box(
+            max(0.0, cx - bw * s / 2), max(0.0, cy - bh * s / 2), min(1.0, cx + bw * s / 2), min(1.0, cy + bh * s / 2)
+        )
+        scene = crop(canvas, off, GARMENT_MARGIN)
+    side = int(rng.integers(240, 400))
+    paper = tuple(int(v) for v in np.clip(rng.uniform(225, 255) + rng.normal(0, 4, 3), 0, 255))
+    studio = Image.new("RGB", (side, side), paper)
+    tall = int(side * rng.uniform(0.7, 0.9))
+    shot = garment.resize((max(4, round(garment.width * tall / garment.height)), tall), Image.Resampling.BICUBIC)
+    studio.paste(shot, ((side - shot.width) // 2, (side - shot.height) // 2), shot.getchannel("A"))
+    return scene, studio
+
+
 # ---- training scenes (train split) --------------------------------------------------------
 def training_scenes(n: int, seed: int = 0, exclude: np.ndarray | None = None) -> Iterator[Sample]:
     """Scenes for the garment head, with pixel masks: single garments at 25–60 % of the height,

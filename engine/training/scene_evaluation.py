@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
 from engine.training import garment_scenes as gs
+from engine.vision import crop_adapter
 from engine.vision import garment_boxes as gb
 from engine.vision import garment_vocabulary as gv
 from engine.vision import garments as gm
@@ -35,6 +37,7 @@ CATALOGUE = 2000  # = engine.training.garment_head.CATALOGUE_HOLDOUT: never past
 GOALS = {"scene_vs_control": 0.90, "outfits_both": 0.70, "no_garment_refused": 0.90, "product_refused": 0.0}
 
 Embed = Callable[[list[Image.Image]], np.ndarray]  # pictures -> unit vectors (n, d)
+Adapt = Callable[[np.ndarray], np.ndarray]  # crop vectors -> moved unit vectors (the crop adapter)
 Progress = Callable[[str, int | None], Callable[[int], None]]
 
 
@@ -151,15 +154,21 @@ def set_figures(
 
 
 def crop_vectors(
-    embed: Embed, samples: Sequence[gs.Sample], scans: Sequence[gm.GarmentScan], dim: int
+    embed: Embed,
+    samples: Sequence[gs.Sample],
+    scans: Sequence[gm.GarmentScan],
+    dim: int,
+    adapt: Adapt | None = None,
 ) -> list[np.ndarray]:
-    """The vectors of each photo's garment crops (the served crop: the box, a margin)."""
-    crops = [[gb.crop(s.image, g.box) for g in scan.garments] for s, scan in zip(samples, scans)]
+    """The vectors of each photo's garment crops as served: the box with a margin, moved by
+    the crop adapter (``adapt``) unless the photo is a product shot."""
+    crops = [[gb.crop(s.image, g.box, gb.GARMENT_MARGIN) for g in scan.garments] for s, scan in zip(samples, scans)]
     flat = [c for cs in crops for c in cs]
     vec = embed(flat) if flat else np.zeros((0, dim), np.float32)
     per, k = [], 0
-    for cs in crops:
-        per.append(vec[k : k + len(cs)])
+    for cs, scan in zip(crops, scans):
+        mine = vec[k : k + len(cs)]
+        per.append(adapt(mine) if adapt is not None and len(cs) and not scan.product_shot else mine)
         k += len(cs)
     return per
 
@@ -171,6 +180,7 @@ def evaluate_scenes(
     catalogue: SceneCatalogue,
     progress: Progress | None = None,
     latency_photos: int = 30,
+    adapt: Adapt | None = None,
 ) -> dict:
     """Every set through ``finder`` (served thresholds) and ``embed``; the goals of issue 15
     as ratios within this run; the latency of one photo (scan, crops, searches) against the
@@ -184,13 +194,13 @@ def evaluate_scenes(
             scans.append(finder.scan(s.image))
             advance(1)
         whole = embed([s.image for s in samples])
-        figures[name] = set_figures(samples, scans, crop_vectors(embed, samples, scans, dim), whole, catalogue)
+        figures[name] = set_figures(samples, scans, crop_vectors(embed, samples, scans, dim, adapt), whole, catalogue)
         if name == "product_shots":
             clean = [i for i, s in enumerate(samples) if s.source == "fashion-mnist"]
             sub = [samples[i] for i in clean]
             sub_scans = [scans[i] for i in clean]
             figures["product_shots_clean"] = set_figures(
-                sub, sub_scans, crop_vectors(embed, sub, sub_scans, dim), whole[clean], catalogue
+                sub, sub_scans, crop_vectors(embed, sub, sub_scans, dim, adapt), whole[clean], catalogue
             )
     photos = [s.image for s in (sets["garment_in_scene"] + sets["outfits"])[:latency_photos]]
     report = {
@@ -198,7 +208,7 @@ def evaluate_scenes(
         "catalogue": len(catalogue.labels),
         "backgrounds_held_out": gs.eval_photos()[1],
         "sets": figures,
-        "latency": latency(finder, embed, catalogue, photos),
+        "latency": latency(finder, embed, catalogue, photos, adapt),
     }
     report["goals"] = goals(figures)
     return report
@@ -224,7 +234,13 @@ def goals(figures: dict) -> dict:
     return out
 
 
-def latency(finder: gm.GarmentFinder, embed: Embed, catalogue: SceneCatalogue, photos: list[Image.Image]) -> dict:
+def latency(
+    finder: gm.GarmentFinder,
+    embed: Embed,
+    catalogue: SceneCatalogue,
+    photos: list[Image.Image],
+    adapt: Adapt | None = None,
+) -> dict:
     """p50 of one photo → garments → 10 items each, and of the whole photo → 10 items, in
     this process (no service, no database: the model and search work only)."""
     whole, garment = [], []
@@ -235,7 +251,9 @@ def latency(finder: gm.GarmentFinder, embed: Embed, catalogue: SceneCatalogue, p
         t0 = time.perf_counter()
         scan = finder.scan(img)
         if scan.garments:
-            vecs = embed([gb.crop(img, g.box) for g in scan.garments])
+            vecs = embed([gb.crop(img, g.box, gb.GARMENT_MARGIN) for g in scan.garments])
+            if adapt is not None and not scan.product_shot:
+                vecs = adapt(vecs)
             for g, v in zip(scan.garments, vecs):
                 allowed = np.isin(catalogue.groups, served_groups(g.group, v, catalogue, g.confidence))
                 search(v[None], catalogue.vectors, allowed[None])
@@ -261,9 +279,25 @@ def evaluate_backbone_on_scenes(
     """:func:`evaluate_scenes` with ``backbone`` embedding the catalogue, the crops and the
     whole photos through the production embedder (folded batch norms, the precision it
     would serve with), as ``fashionbot eval`` judges the clean protocol."""
+    started = time.monotonic()
+    adapter = crop_adapter.for_model(backbone.model_key, backbone.dim)
+    with production_embedding(backbone, batch_size=batch_size) as embed:
+        advance = progress("scenes: catalogue", CATALOGUE) if progress else (lambda n: None)
+        catalogue = SceneCatalogue.fashion_mnist(embed)
+        advance(CATALOGUE)
+        report = evaluate_scenes(finder, embed, sets, catalogue, progress, adapt=adapter.apply if adapter else None)
+    report["crop_adapter"] = adapter.fingerprint if adapter else None
+    report["seconds"] = round(time.monotonic() - started, 1)
+    return report
+
+
+@contextmanager
+def production_embedding(backbone, batch_size: int | None = None, precision: str = "auto") -> Iterator[Embed]:
+    """An :data:`Embed` through the production embedder (folded batch norms, the precision
+    it would serve with, the serving letterbox), closed on exit."""
     from engine.vision.embedder import Embedder, prepare
 
-    embedder = Embedder(backbone, batch_size=batch_size, precision="auto", max_wait_ms=0)
+    embedder = Embedder(backbone, batch_size=batch_size, precision=precision, max_wait_ms=0)
     size = embedder.input_size
 
     def embed(pictures: list[Image.Image], chunk: int = 128) -> np.ndarray:
@@ -273,13 +307,7 @@ def evaluate_backbone_on_scenes(
         ]
         return np.concatenate(out) if out else np.zeros((0, backbone.dim), np.float32)
 
-    started = time.monotonic()
     try:
-        advance = progress("scenes: catalogue", CATALOGUE) if progress else (lambda n: None)
-        catalogue = SceneCatalogue.fashion_mnist(embed)
-        advance(CATALOGUE)
-        report = evaluate_scenes(finder, embed, sets, catalogue, progress)
+        yield embed
     finally:
         embedder.close()
-    report["seconds"] = round(time.monotonic() - started, 1)
-    return report

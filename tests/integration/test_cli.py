@@ -150,3 +150,20 @@ def test_invalid_settings_are_one_line_per_bad_variable(tmp_path) -> None:
     lines = out.stderr.splitlines()
     assert sorted(line.split(":")[0] for line in lines) == sorted(f"Invalid setting {name}" for name in bad)
     assert "Traceback" not in out.stderr and "validation error" not in out.stderr
+
+
+def test_train_crop_adapter_fits_a_file_the_service_would_use(tmp_path) -> None:
+    """A small fit, as a user would run it with ``--pairs``: the file loads, names the serving
+    model, and the figures on its held-out pairs are printed."""
+    from engine.vision import crop_adapter
+    from engine.vision.backbones import load_efficientnet_lite
+
+    out = tmp_path / "adapter.npz"
+    done = run(["train-crop-adapter", "--pairs", "120", "--out", str(out)], tmp_path / "data")
+    assert done.returncode == 0, done.stderr
+    assert "crops moved by the adapter" in done.stdout and "held out" in done.stdout
+    backbone = load_efficientnet_lite("efficientnet-lite0")
+    adapter = crop_adapter.for_model(backbone.model_key, backbone.dim, out)
+    assert adapter is not None and adapter.meta["report"]["held_out"] == 24
+    refused = run(["train-crop-adapter", "--pairs", "10", "--out", str(out)], tmp_path / "data")
+    assert refused.returncode == 2 and "at least 50" in refused.stderr

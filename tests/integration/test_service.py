@@ -50,6 +50,59 @@ async def test_a_garment_named_wrong_still_finds_its_kind_on_the_shelf_its_neigh
     assert {service.catalogue.group(i) for i, _ in as_top} <= {"top", "outerwear"}
 
 
+async def test_an_outfits_garments_come_boxed_by_the_finders_close_look(service) -> None:
+    """The served path runs the finder's two looks (the scan, then a close look at each
+    garment, in batches on the model's thread): its boxes are the finder's own, and the
+    outfit's shoe that the first look boxed too big comes boxed tightly."""
+    import io
+
+    from engine.training import garment_scenes as gs
+
+    outfit = gs.outfit_set(40)[2]  # its lower garment: IoU < 0.5 at the first look, >= 0.5 at the close one
+    assert max(outfit.image.size) <= 640  # the service decodes at about 640 px: the same pixels
+    buf = io.BytesIO()
+    outfit.image.save(buf, format="PNG")
+    rec = await service.recommend(buf.getvalue())
+    own = service.finder.scan(outfit.image)
+    served = [(g.group, g.box.x0, g.box.y0, g.box.x1, g.box.y1) for g in rec.garments]
+    expected = [(g.group, *g.box.as_tuple()) for g in own.garments]
+    assert len(served) == len(expected) >= 2
+    for s, e in zip(served, expected):
+        assert s[0] == e[0] and np.allclose(s[1:], e[1:], atol=1e-3), (served, expected)
+    truth = outfit.garments[1].box
+    from engine.vision.garment_boxes import Box as FinderBox
+
+    assert max(FinderBox(*truth).iou(FinderBox(*g[1:])) for g in served) >= 0.5
+    # FASHIONBOT_GARMENT_CLOSE_LOOK=false: one look, its boxes
+    check, x = service.finder.scan_input(outfit.image)
+    first = service.finder.decide(check, service.finder.maps_batch([x])[0])
+    service.settings.garment_close_look = False
+    try:
+        one_look = await service.recommend(buf.getvalue())
+    finally:
+        service.settings.garment_close_look = True
+    boxes = [(g.box.x0, g.box.y0, g.box.x1, g.box.y1) for g in one_look.garments]
+    assert np.allclose(boxes, [g.box.as_tuple() for g in first.garments], atol=1e-3)
+    assert max(FinderBox(*truth).iou(FinderBox(*b)) for b in boxes) < 0.5
+
+
+async def test_garment_crops_are_moved_by_the_crop_adapter_and_the_whole_photo_is_not(service, photo_of) -> None:
+    """The shipped crop adapter is the serving model's; a request's rows after the whole
+    photo's (its garment crops) are moved, the whole photo's row never is."""
+    adapter = service.crop_adapter
+    assert adapter is not None and adapter.model_key == service.model_key
+    import io
+
+    from PIL import Image
+
+    pictures = [Image.open(io.BytesIO(photo_of(c))).convert("RGB") for c in ("Dress", "Sneaker")]
+    vectors = await service.encoder.embed_pictures(pictures)
+    moved = await service._moved(vectors)
+    assert np.array_equal(moved[0], vectors[0])
+    assert np.allclose(moved[1], adapter.apply(vectors[1:])[0], atol=1e-6)
+    assert float(moved[1] @ vectors[1]) < 0.999  # it does move
+
+
 async def test_bad_images_fail_clearly_and_the_service_keeps_working(service, photo_of) -> None:
     for data in BAD.values():
         with pytest.raises(BadImage):
