@@ -20,8 +20,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.training.garment_scenes import Sample, training_scenes
-from engine.vision.garments import GarmentHead, load_lite0, save_head, scan_tensor, trunk_maps
+from engine.training.garment_scenes import Sample, close_look_sample, training_scenes
+from engine.vision.garments import (
+    REFINE_CONTEXT,
+    REFINE_SIDE,
+    GarmentHead,
+    load_lite0,
+    save_head,
+    scan_tensor,
+    trunk_maps,
+)
 
 SIDES = (224, 256, 320)
 CATALOGUE_HOLDOUT = 2000  # the benchmark's catalogue (first train images) never appears in training scenes
@@ -54,23 +62,33 @@ def targets(sample: Sample, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarr
     return cls, dist
 
 
-def build_cache(n_scenes: int, seed: int, model: nn.Module, log=print) -> dict:
-    """Scenes → cached trunk maps and targets, bucketed by grid shape."""
+def build_cache(n_scenes: int, seed: int, model: nn.Module, log=print, close_looks: float = 0.0) -> dict:
+    """Scenes → cached trunk maps and targets, bucketed by grid shape. ``close_looks``: for
+    that share of the scenes with garments, also the close look at one of them
+    (:func:`garment_scenes.close_look_sample`, at the finder's ``REFINE_SIDE``)."""
     rng = np.random.default_rng(seed + 1)
+    close_rng = np.random.default_rng(seed + 2)  # its own stream: the scenes stay those of a run without
     buckets: dict[tuple, dict[str, list]] = {}
     t0 = time.perf_counter()
     exclude = np.arange(CATALOGUE_HOLDOUT)
+
+    def add(sample: Sample, side: int) -> None:
+        f16, f32 = trunk_maps(model, scan_tensor(sample.image, side))
+        grid = (int(f16.shape[-2]), int(f16.shape[-1]))
+        cls, dist = targets(sample, grid)
+        b = buckets.setdefault(grid, {"f16": [], "f32": [], "cls": [], "dist": []})
+        b["f16"].append(f16[0].half())
+        b["f32"].append(f32[0].half())
+        b["cls"].append(torch.from_numpy(cls))
+        b["dist"].append(torch.from_numpy(dist))
+
     with torch.inference_mode():
         for i, sample in enumerate(training_scenes(n_scenes, seed=seed, exclude=exclude)):
-            x = scan_tensor(sample.image, int(rng.choice(SIDES)))
-            f16, f32 = trunk_maps(model, x)
-            grid = (int(f16.shape[-2]), int(f16.shape[-1]))
-            cls, dist = targets(sample, grid)
-            b = buckets.setdefault(grid, {"f16": [], "f32": [], "cls": [], "dist": []})
-            b["f16"].append(f16[0].half())
-            b["f32"].append(f32[0].half())
-            b["cls"].append(torch.from_numpy(cls))
-            b["dist"].append(torch.from_numpy(dist))
+            add(sample, int(rng.choice(SIDES)))
+            if close_looks and sample.garments and close_rng.random() < close_looks:
+                close = close_look_sample(sample, close_rng, REFINE_SIDE, REFINE_CONTEXT)
+                if close is not None:
+                    add(close, REFINE_SIDE)
             if log and (i + 1) % 500 == 0:
                 log(f"  {i + 1}/{n_scenes} scenes through the trunk ({time.perf_counter() - t0:.0f} s)")
     return {k: {n: torch.stack(v) for n, v in b.items()} for k, b in buckets.items()}
@@ -87,6 +105,7 @@ def train_garment_head(
     box_weight: float = 0.2,
     threads: int = 1,
     thresholds: dict | None = None,
+    close_looks: float = 0.0,
     log=print,
 ) -> dict:
     """Train the head and save it (fp16, fingerprinted) to ``out_path``; returns a report.
@@ -95,7 +114,7 @@ def train_garment_head(
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     model = load_lite0().eval()
-    cache = build_cache(n_scenes, seed, model, log)
+    cache = build_cache(n_scenes, seed, model, log, close_looks)
     t_cache = time.perf_counter() - t0
     head = GarmentHead()
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
@@ -136,6 +155,7 @@ def train_garment_head(
         "n_scenes": n_scenes,
         "epochs": epochs,
         "sides": list(SIDES),
+        "close_looks": close_looks,
         "arch": {},
         "trunk": "efficientnet-lite0 ImageNet (frozen)",
         "catalogue_holdout": CATALOGUE_HOLDOUT,
@@ -161,8 +181,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenes", type=int, default=1800)
     p.add_argument("--epochs", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--close-looks", type=float, default=0.0, help="share of garment scenes also seen as the close look sees them"
+    )
+    p.add_argument(
+        "--thresholds-from", type=Path, default=None, help="keep the calibrated thresholds of this head file"
+    )
     args = p.parse_args(argv)
-    report = train_garment_head(args.out, args.seed, args.scenes, epochs=args.epochs, threads=args.threads)
+    thresholds = None
+    if args.thresholds_from is not None:
+        from engine.vision.garments import load_head
+
+        thresholds = load_head(args.thresholds_from)[1].get("thresholds") or None
+    report = train_garment_head(
+        args.out,
+        args.seed,
+        args.scenes,
+        epochs=args.epochs,
+        threads=args.threads,
+        thresholds=thresholds,
+        close_looks=args.close_looks,
+    )
     print(report)
     return 0
 

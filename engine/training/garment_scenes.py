@@ -686,6 +686,44 @@ def training_scenes(n: int, seed: int = 0, exclude: np.ndarray | None = None) ->
         yield makers[int(rng.choice(len(makers), p=weights / weights.sum()))][1]()
 
 
+def close_look_sample(sample: Sample, rng: np.random.Generator, side: int = 128, context: float = 1.3) -> Sample | None:
+    """A training scene as the finder's close look sees it (``GarmentFinder.refine``): a
+    square around one of its garments, ``context`` times the long side of a box that is off
+    the way the first look's boxes are (shifted, and up to about twice too large), resized to
+    ``side`` px, black beyond the picture's edge; the mask and true boxes cut the same way.
+    None for a scene without garments or a mask."""
+    if not sample.garments or sample.mask is None:
+        return None
+    w, h = sample.image.size
+    g = sample.garments[int(rng.integers(len(sample.garments)))]
+    x0, y0, x1, y1 = g.box
+    bw, bh = (x1 - x0) * w, (y1 - y0) * h
+    grow = rng.uniform(0.9, 2.2)
+    cx = (x0 + x1) / 2 * w + rng.uniform(-0.15, 0.15) * bw
+    cy = (y0 + y1) / 2 * h + rng.uniform(-0.15, 0.15) * bh
+    span = min(max(w, h), max(bw, bh) * context * float(np.sqrt(grow)))
+    rx0, ry0 = int(round(cx - span / 2)), int(round(cy - span / 2))
+    rs = max(2, int(round(span)))
+    image = sample.image.crop((rx0, ry0, rx0 + rs, ry0 + rs)).resize((side, side), Image.Resampling.BILINEAR)
+    padded = np.full((rs, rs), -1, np.int8)
+    sx0, sy0 = max(0, rx0), max(0, ry0)
+    sx1, sy1 = min(w, rx0 + rs), min(h, ry0 + rs)
+    if sx1 > sx0 and sy1 > sy0:
+        padded[sy0 - ry0 : sy1 - ry0, sx0 - rx0 : sx1 - rx0] = sample.mask[sy0:sy1, sx0:sx1]
+    mask = np.asarray(Image.fromarray(padded.astype(np.int16) + 1).resize((side, side), Image.Resampling.NEAREST))
+    mask = (mask.astype(np.int16) - 1).astype(np.int8)
+    garments: list[TrueGarment] = []
+    renumbered = np.full_like(mask, -1)  # the garments still in view, renumbered in order (as targets() reads them)
+    for slot, t in enumerate(sample.garments):
+        ys, xs = np.nonzero(mask == slot)
+        if len(xs) < 4:
+            continue
+        renumbered[ys, xs] = len(garments)
+        box = (xs.min() / side, ys.min() / side, (xs.max() + 1) / side, (ys.max() + 1) / side)
+        garments.append(TrueGarment(box, t.label, t.group, t.index))
+    return Sample(image.convert("RGB"), tuple(garments), sample.kind, sample.source + " (close look)", mask=renumbered)
+
+
 def _empty(rng: np.random.Generator, photos: tuple[str, ...]) -> Sample:
     if rng.random() < 0.25:
         img = text_screenshot(rng)

@@ -173,3 +173,25 @@ def test_a_product_shot_gets_no_close_look(finder) -> None:
     picture = gs.fm_picture(x[0])
     scan = finder.scan(picture)
     assert scan.product_shot and finder.refine_inputs(picture, scan) == []
+
+
+def test_a_close_look_training_sample_cuts_its_mask_and_boxes_with_the_picture() -> None:
+    """The head learns the close look from scenes cut as ``refine`` cuts them: the picture at
+    the close look's size, each garment still in view with its mask slot and true box."""
+    rng = np.random.default_rng(5)
+    seen = 0
+    for sample in gs.training_scenes(30, seed=3, exclude=np.arange(2000)):
+        close = gs.close_look_sample(sample, rng, gm.REFINE_SIDE, gm.REFINE_CONTEXT)
+        if not sample.garments:
+            assert close is None
+            continue
+        assert close is not None and close.mask is not None
+        assert close.image.size == (gm.REFINE_SIDE, gm.REFINE_SIDE) and close.mask.shape == (gm.REFINE_SIDE,) * 2
+        assert 1 <= len(close.garments) <= len(sample.garments)
+        assert set(np.unique(close.mask)) <= {-1, *range(len(close.garments))}
+        for slot, g in enumerate(close.garments):
+            ys, xs = np.nonzero(close.mask == slot)
+            side = gm.REFINE_SIDE
+            assert g.box == (xs.min() / side, ys.min() / side, (xs.max() + 1) / side, (ys.max() + 1) / side)
+        seen += 1
+    assert seen >= 15
