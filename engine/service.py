@@ -414,20 +414,18 @@ class FashionService:
         check, x = await self.encoder.run(finder.scan_input, picture)
         maps = await self.encoder.on_model_thread_grouped(("scan", tuple(x.shape)), x, finder.maps_batch)
         scan = await self.encoder.run(finder.decide, check, maps)
-        # The close look at each garment (finder.refine): its regions' forward passes in one
-        # batch on the model's thread, grouped with other photos' regions (all one shape).
+        # The close look at each garment (finder.refine): all of a photo's squares in one call
+        # on the model's thread (one future, not one per garment), batched with other photos'.
         if not self.settings.garment_close_look:
             return scan
         regions = await self.encoder.run(finder.refine_inputs, picture, scan)
         if not regions:
             return scan
-        looks = await asyncio.gather(
-            *(
-                self.encoder.on_model_thread_grouped(("refine", tuple(t.shape)), t, finder.maps_batch)
-                for _, t in regions
-            )
+        squares = [t for _, t in regions]
+        looks = await self.encoder.on_model_thread_grouped(
+            ("refine", tuple(squares[0].shape)), squares, finder.maps_of_regions
         )
-        return await self.encoder.run(finder.refined, scan, picture.size, regions, list(looks))
+        return await self.encoder.run(finder.refined, scan, picture.size, regions, looks)
 
     async def _user_id(self, user: UserRef) -> int:
         """The user's row id, created on first sight."""

@@ -352,6 +352,18 @@ class GarmentFinder:
             out.append((region, torch.from_numpy(arr / 127.5 - 1.0).permute(2, 0, 1).unsqueeze(0).contiguous()))
         return out
 
+    def maps_of_regions(self, photos: list[list[torch.Tensor]]) -> list[list[dict]]:
+        """:meth:`maps_batch` over the close-look squares of several photos at once (each
+        photo's list of squares in, its list of maps out): one call per photo on the model's
+        thread, however many garments it has, so a burst of photos costs the event loop one
+        future each, and all their squares run as one batch."""
+        flat = self.maps_batch([x for squares in photos for x in squares])
+        out, k = [], 0
+        for squares in photos:
+            out.append(flat[k : k + len(squares)])
+            k += len(squares)
+        return out
+
     def refined(
         self,
         scan: GarmentScan,
