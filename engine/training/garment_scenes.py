@@ -568,20 +568,26 @@ def scene_crop(pixels28: np.ndarray, rng: np.random.Generator, photos: tuple[str
     slightly off (shifted and scaled by up to about a tenth) with the served crop's margin. For
     ``fashionbot train-head``: a garment cut from a photo should land near the product shot of
     its kind. Training photos only (:data:`TRAIN_PHOTOS`), never the held-out ones."""
-    from engine.vision.garment_boxes import Box, crop
+    from engine.vision.garment_boxes import crop
 
     refs = available(TRAIN_PHOTOS) if photos is None else photos
     labels = np.zeros(1, np.int64)  # the label is the caller's; compose only needs a slot
     sample = compose(rng, pixels28[None], labels, [0], [float(rng.uniform(0.3, 0.5))], "free", refs)
     if not sample.garments:  # pasted off the canvas: the garment on its own background
         return sample.image
-    x0, y0, x1, y1 = sample.garments[0].box
+    return crop(sample.image, _off_box(sample.garments[0].box, rng))
+
+
+def _off_box(box: tuple[float, float, float, float], rng: np.random.Generator):
+    """``box`` as a finder might give it: shifted and scaled by up to about a tenth, clamped."""
+    from engine.vision.garment_boxes import Box
+
+    x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
     dx, dy = rng.uniform(-0.1, 0.1, 2) * (w, h)
     s = rng.uniform(0.9, 1.15)
     cx, cy = (x0 + x1) / 2 + dx, (y0 + y1) / 2 + dy
-    box = Box(max(0.0, cx - w * s / 2), max(0.0, cy - h * s / 2), min(1.0, cx + w * s / 2), min(1.0, cy + h * s / 2))
-    return crop(sample.image, box)
+    return Box(max(0.0, cx - w * s / 2), max(0.0, cy - h * s / 2), min(1.0, cx + w * s / 2), min(1.0, cy + h * s / 2))
 
 
 def crop_and_studio(
@@ -592,7 +598,7 @@ def crop_and_studio(
     slightly off its own (shifted and scaled by up to about a tenth, the served crop's
     margin), as the finder's crop shows it; (2) the same tinted garment on a plain light
     studio background, as a shop's product shot shows it, colour kept. Training photos only."""
-    from engine.vision.garment_boxes import GARMENT_MARGIN, Box, crop
+    from engine.vision.garment_boxes import GARMENT_MARGIN, crop
 
     refs = available(TRAIN_PHOTOS) if photos is None else photos
     w, h = _canvas_size(rng)
@@ -606,15 +612,7 @@ def crop_and_studio(
     if box is None:
         scene = canvas
     else:
-        x0, y0, x1, y1 = box
-        bw, bh = x1 - x0, y1 - y0
-        dx, dy = rng.uniform(-0.1, 0.1, 2) * (bw, bh)
-        s = rng.uniform(0.9, 1.15)
-        cx, cy = (x0 + x1) / 2 + dx, (y0 + y1) / 2 + dy
-        off = Box(
-            max(0.0, cx - bw * s / 2), max(0.0, cy - bh * s / 2), min(1.0, cx + bw * s / 2), min(1.0, cy + bh * s / 2)
-        )
-        scene = crop(canvas, off, GARMENT_MARGIN)
+        scene = crop(canvas, _off_box(box, rng), GARMENT_MARGIN)
     side = int(rng.integers(240, 400))
     paper = tuple(int(v) for v in np.clip(rng.uniform(225, 255) + rng.normal(0, 4, 3), 0, 255))
     studio = Image.new("RGB", (side, side), paper)
