@@ -757,3 +757,20 @@ async def test_drawing_with_a_finger(service, browser, open_chat, outfit):
         "sideways scroll on a phone"
     )
     await browser.screenshot(ARTIFACTS / "web-garments-phone.png")
+
+
+async def test_a_real_photo_of_a_person_is_boxed_and_answered_for_her_suit(service, browser, open_chat, tmp_path):
+    """The real finder on a real photo a user would send (scikit-image's astronaut, a JPEG):
+    numbered boxes on the photo, the suit first as a top (named in its chip), ten matches."""
+    from engine.training import garment_scenes as gs
+
+    photo = gs.load_photo("skimage:astronaut.png")
+    assert photo is not None, "scikit-image is a dev extra: scripts/install.sh installs it"
+    path = tmp_path / "astronaut.jpg"
+    photo.convert("RGB").save(path, quality=90)
+    await open_chat(finder="real")
+    await browser.upload(path)
+    await browser.wait_js("document.querySelectorAll('.msg.bot.wide .card').length == 10", 60)
+    assert await browser.count(".gbox") >= 1
+    first = (await chips(browser))[0]
+    assert first[1] and "sweatshirt" in first[0].lower(), await chips(browser)
