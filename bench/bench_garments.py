@@ -12,9 +12,10 @@ height, (2) outfits (a top above, shoes or a bag below), (3) pictures without ga
 Catalogue: the first 2,000 Fashion-MNIST *train* pictures (never pasted into a training
 scene) embedded with Lite0 (ImageNet) through ``prepare`` at 224 px. precision@10 = share
 of the 10 results with the query garment's Fashion-MNIST class; per-garment search is
-restricted to the shelves the served search uses (the finder's group, top <-> outerwear, and the
-shelf most of the crop's 20 nearest items come from: ``se.served_groups``; the strict-group figure is
-reported too); whole-photo search is not restricted.
+restricted to the shelf the served search uses (``se.served_groups``: the finder's group when
+it is confident, else the crop shelf classifier's, engine/vision/crop_shelf.py; the row
+``head+cam without shelf`` keeps the finder's groups, top <-> outerwear and the shelf most of
+the crop's 20 nearest items come from); whole-photo search is not restricted.
 
 Variants of the finder, read from one forward pass per picture: ``head+cam`` (served),
 ``head`` (the trained head alone), ``cam`` (Lite0's own ImageNet classifier only: what runs
@@ -52,11 +53,13 @@ from engine.vision import garment_boxes as gb  # noqa: E402
 from engine.vision import garments as gm  # noqa: E402
 from engine.vision import product_shot as ps  # noqa: E402
 from engine.vision.backbones import load_efficientnet_lite  # noqa: E402
+from engine.vision.crop_shelf import CropShelf  # noqa: E402
 
 K = se.K
 CATALOGUE = se.CATALOGUE
 EMBED_SIDE = 224
 ADAPTER: crop_adapter.CropAdapter | None = None  # the served crop adapter, as main() finds it
+SHELF: CropShelf | None = None  # its shelf classifier (engine/vision/crop_shelf.py), unless --no-shelf
 GOALS = {
     "scene_vs_control": 0.90,
     "outfits_both": 0.70,
@@ -99,7 +102,10 @@ def run_variant(
     catalogue,
     cut: bool = False,
     crop_side: int = EMBED_SIDE,
+    shelf: CropShelf | None | bool = True,
 ) -> tuple:
+    """One finder variant's figures on one set (``shelf``: True for the served one, SHELF)."""
+    shelf = SHELF if shelf is True else (shelf or None)
     scans = [finder.refine(s.image, finder.decide(c, m)) for s, c, m in zip(samples, checks, maps)]
     crops = [
         [
@@ -117,7 +123,7 @@ def run_variant(
         mine = vec[k : k + len(cs)]
         per.append(ADAPTER.apply(mine) if ADAPTER is not None and len(cs) and not scan.product_shot else mine)
         k += len(cs)
-    return se.set_figures(samples, scans, per, whole_vec, catalogue), scans
+    return se.set_figures(samples, scans, per, whole_vec, catalogue, shelf), scans
 
 
 # ---- calibration ---------------------------------------------------------------------------------
@@ -173,7 +179,7 @@ def latency(
                 if ADAPTER is not None and not scan.product_shot:
                     vecs = ADAPTER.apply(vecs)
                 for g, v in zip(scan.garments, vecs):
-                    allowed = np.isin(cat_groups, se.served_groups(g.group, v, catalogue, g.confidence))
+                    allowed = np.isin(cat_groups, se.served_groups(g.group, v, catalogue, g.confidence, SHELF, g.label))
                     se.search(v[None], cat_vec, allowed[None])
             garment.append(time.perf_counter() - t0)
     p50w, p50g = statistics.median(whole), statistics.median(garment)
@@ -261,16 +267,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sides", type=str, default="", help="also measure these scan sizes (comma-separated)")
     p.add_argument("--out", type=str, default="garments")
     p.add_argument("--no-adapter", action="store_true", help="garment crops as they are, without the crop adapter")
+    p.add_argument("--no-shelf", action="store_true", help="the finder's groups, without the crop shelf classifier")
     p.add_argument("--plot", type=Path, default=ROOT / "docs" / "plots" / "garments_examples.png")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     t_start = time.perf_counter()
     n_scene, n_outfit, n_product = (60, 50, 80) if args.quick else (200, 150, 240)
 
-    global ADAPTER
+    global ADAPTER, SHELF
     lite0 = load_efficientnet_lite("efficientnet-lite0")
     model = lite0.model.eval()
     ADAPTER = None if args.no_adapter else crop_adapter.for_model(lite0.model_key, lite0.dim)
+    SHELF = None if args.no_shelf or ADAPTER is None else ADAPTER.shelf
     embed = Embedder(model)
     catalogue = se.SceneCatalogue.fashion_mnist(embed, CATALOGUE)
     cat_vec, cat_groups = catalogue.vectors, catalogue.groups
@@ -299,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             "close_look": {"side": gm.REFINE_SIDE, "context": gm.REFINE_CONTEXT},
             "crop_margin": gb.GARMENT_MARGIN,
             "crop_adapter": ADAPTER.fingerprint if ADAPTER is not None else None,
+            "crop_shelf": SHELF is not None,
         },
         "eval_backgrounds_held_out": photos_held_out,
         "catalogue": CATALOGUE,
@@ -316,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
             fig, _scans = run_variant(v, samples, checks, maps, embed, whole, catalogue)
             report["sets"][name][vname] = fig
         if finder.head is not None and name in ("garment_in_scene", "outfits"):
+            if SHELF is not None:  # the same crops, searched on the finder's groups (the A/B of the shelf)
+                fig, _ = run_variant(finder, samples, checks, maps, embed, whole, catalogue, shelf=False)
+                report["sets"][name][finder.mode + " without shelf"] = fig
             fig, _ = run_variant(finder, samples, checks, maps, embed, whole, catalogue, cut=True)
             report["sets"][name][finder.mode + "+cutout"] = fig
             fig, _ = run_variant(finder, samples, checks, maps, embed, whole, catalogue, cut=True, crop_side=160)

@@ -49,6 +49,7 @@ from engine.types import (
 from engine.vision import crop_adapter, scan_runtime
 from engine.vision.backbones import LoadedBackbone
 from engine.vision.crop_adapter import CropAdapter
+from engine.vision.crop_shelf import TRUST_FINDER_GROUP, ShelfVerdict, shelf_for
 from engine.vision.embedder import Embedder
 from engine.vision.encoder import Encoder, PreparedImage
 from engine.vision.garment_boxes import GARMENT_MARGIN, GarmentScan, crop
@@ -62,10 +63,10 @@ log = logging.getLogger(__name__)
 LIKE_WEIGHT = 2.0  # a liked catalogue item counts as much as two of the user's garments
 MAX_STYLES_SHOWN = 4
 EMBED_CHUNK = 128  # rows per database round: progress moves every second or two, and a crash loses at most this
-# A garment the finder names with less confidence is also searched on the shelf its crop's
+# A garment the finder names with less confidence is given the crop shelf's group (engine/
+# vision/crop_shelf.py) or, for a model without one, also searched on the shelf its crop's
 # neighbours vote for (garment_vocabulary.voted_search_groups); a confident one is not: on a
 # real photo (the astronaut's sweatshirt, 0.99) the Fashion-MNIST neighbours voted for shoes.
-TRUST_FINDER_GROUP = 0.8
 WORKING_SIDE = 640  # photos are decoded at about this size: enough for garment crops, far below camera sizes
 REGION_LABEL = "your selection"
 SAME_PICTURE = 0.95  # cosine at which a photo is taken for a catalogue picture (re-encodes score ~0.99)
@@ -89,6 +90,7 @@ class _Query:
     confidence: float
     vector: np.ndarray
     filter_group: str | None  # restrict results to this garment group
+    shelves: tuple[str, ...] | None = None  # these shelves instead (the crop shelf chose them)
 
 
 class FashionService:
@@ -328,6 +330,7 @@ class FashionService:
                     profile=profile,
                     group=q.filter_group,
                     vote=q.confidence < TRUST_FINDER_GROUP,
+                    shelves=q.shelves,
                 )
                 for q in searched
             )
@@ -353,11 +356,12 @@ class FashionService:
         vector can be kept for a later whole-photo switch) and one query per garment."""
         everything = Box(0.0, 0.0, 1.0, 1.0)
         found: list[tuple[str, str, Box, float]] = []
+        verdicts: list[ShelfVerdict | None] = []
         product_shot = False
         if region is not None:
             found = [("other", REGION_LABEL, region, 1.0)]
             crops = await self.encoder.run(lambda: [crop(picture, _finder_box(region))])
-            vectors = await self._moved(await self.encoder.embed_pictures([picture, *crops]))
+            vectors, _ = await self._moved(await self.encoder.embed_pictures([picture, *crops]))
         elif self.finder is not None and not whole_photo:  # the whole photo, as asked: no scan
             # The whole photo's vector is needed whatever the scan finds: it is embedded while
             # the scan runs (its letterbox on the pool beside the scan's input, its forward
@@ -377,7 +381,7 @@ class FashionService:
                     cut = await self.encoder.embed_pictures(crops)
                     vectors = np.concatenate([await whole, cut])
                     if not product_shot:  # a product shot is searched as the whole picture (below)
-                        vectors = await self._moved(vectors)
+                        vectors, verdicts = await self._moved(vectors)
                 else:
                     vectors = await whole
             finally:
@@ -390,21 +394,36 @@ class FashionService:
             # A product shot is searched as it is: the whole picture is the garment, and the
             # catalogue's own pictures are product shots too.
             query_vector = vectors[0] if product_shot else vector
+            choice = shelf_for(group, label, conf, verdicts[n - 1] if verdicts else None)
+            group, shelves = choice.group, self._stocked(choice.shelves)
             use_group = group if group != "other" and not product_shot and self.catalogue.has_group(group) else None
-            queries.append(_Query(n, group, label, box, conf, query_vector, use_group))
+            queries.append(_Query(n, group, choice.word or label, box, conf, query_vector, use_group, shelves))
         no_garment = self.finder is not None and region is None and not found and not whole_photo
         if whole_photo or region is None and self.finder is None:
             return queries, False  # whole-photo first (number 0 is current)
         return ([q for q in queries if q.number > 0] + [queries[0]]), no_garment
 
-    async def _moved(self, vectors: np.ndarray) -> np.ndarray:
+    def _stocked(self, shelves: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        """``shelves`` the catalogue has items on (None when it has none of them)."""
+        kept = tuple(g for g in shelves or () if self.catalogue.has_group(g))
+        return kept or None
+
+    async def _moved(self, vectors: np.ndarray) -> tuple[np.ndarray, list[ShelfVerdict | None]]:
         """``vectors`` with every row after the first (the whole photo's) moved by the crop
-        adapter (engine/vision/crop_adapter.py) towards where their product shots lie."""
+        adapter (engine/vision/crop_adapter.py) towards where their product shots lie, and
+        the crop shelf's verdict on each moved row (engine/vision/crop_shelf.py; None
+        without one)."""
         adapter = self.crop_adapter
         if adapter is None or len(vectors) < 2:
-            return vectors
-        moved = await self.encoder.run(adapter.apply, vectors[1:])
-        return np.concatenate([vectors[:1], moved])
+            return vectors, [None] * (len(vectors) - 1)
+
+        def move() -> tuple[np.ndarray, list[ShelfVerdict | None]]:
+            moved = adapter.apply(vectors[1:])
+            verdicts = adapter.shelf.verdicts(moved) if adapter.shelf is not None else [None] * len(moved)
+            return moved, list(verdicts)
+
+        moved, verdicts = await self.encoder.run(move)
+        return np.concatenate([vectors[:1], moved]), verdicts
 
     async def _scan(self, finder: GarmentFinder, picture: Image.Image) -> GarmentScan:
         """The finder's scan in steps, so that only its forward passes wait for the model's
@@ -451,14 +470,15 @@ class FashionService:
         disliked = {i for i, v in (await self.store.feedback(user_id)).items() if v < 0} if user_id else set()
         garments = [_stored_garment(g) for g in photo.garments]
         if garment is None:
-            vector, group = photo.vector, None
+            vector, group, shelves = photo.vector, None, None
         else:
             chosen = next((g for g in photo.garments if g.number == garment), None)
             if chosen is None:
                 raise UnknownRequest()
             vector = chosen.vector
             group = chosen.group if chosen.group != "other" and self.catalogue.has_group(chosen.group) else None
-        items = await self.search(vector, k, exclude=disliked, user_id=user_id, group=group)
+            shelves = await self._shelves_of(chosen) if group is not None else None
+        items = await self.search(vector, k, exclude=disliked, user_id=user_id, group=group, shelves=shelves)
         if user_id is not None and items:
             await self.store.add_recommendations(user_id, photo.id, [(s.item.id, s.rank, s.score) for s in items])
         garments = [Garment(**{**vars(g), "items": items}) if g.number == garment else g for g in garments]
@@ -471,6 +491,15 @@ class FashionService:
             photo_size=photo.size,
         )
 
+    async def _shelves_of(self, garment: NewGarment) -> tuple[str, ...] | None:
+        """The shelves a kept garment was searched on when its photo came (:func:`shelf_for`
+        on what was kept: the same choice)."""
+        shelf = self.crop_adapter.shelf if self.crop_adapter is not None else None
+        if shelf is None:
+            return None
+        verdict = (await self.encoder.run(shelf.verdicts, garment.vector[None]))[0]
+        return self._stocked(shelf_for(garment.group, garment.label, garment.confidence, verdict).shelves)
+
     async def search(
         self,
         vector: np.ndarray,
@@ -479,12 +508,13 @@ class FashionService:
         exclude: set[int] | frozenset[int] = frozenset(),
         user_id: int | None = None,
         group: str | None = None,
+        shelves: tuple[str, ...] | None = None,
     ) -> list[ScoredItem]:
-        """The k nearest catalogue items (of ``group`` when given), leaning towards the
-        user's style, with other shops' offers."""
+        """The k nearest catalogue items (of ``group``'s shelves when given, or of
+        ``shelves``), leaning towards the user's style, with other shops' offers."""
         self._check_ready()
         profile = await self._ranking_profile(user_id)
-        ranked = await self._rank(vector, k, exclude=exclude, profile=profile, group=group)
+        ranked = await self._rank(vector, k, exclude=exclude, profile=profile, group=group, shelves=shelves)
         return (await self._hydrate([ranked]))[0]
 
     async def _rank(
@@ -496,6 +526,7 @@ class FashionService:
         profile: styles.StyleProfile | None,
         group: str | None,
         vote: bool = False,
+        shelves: tuple[str, ...] | None = None,
     ) -> list[tuple[int, float]]:
         """(item id, cosine) of the k items to show for ``vector``: the index's nearest
         (of ``group``), without ``exclude``, re-ranked towards ``profile``. No database
@@ -503,7 +534,9 @@ class FashionService:
         fetch = k + len(exclude) + (2 * k if profile is not None else 0)
         if group is not None:
             fetch = max(fetch, 8 * k)
-        pairs = await self.catalogue.nearest(vector, fetch, group=group, need=k + len(exclude), vote=vote)
+        pairs = await self.catalogue.nearest(
+            vector, fetch, group=group, need=k + len(exclude), vote=vote and shelves is None, shelves=shelves
+        )
         keep = [(i, s) for i, s in pairs if i not in exclude]
         if profile is not None and len(keep) >= 2:
             vectors = await self.catalogue.vectors([i for i, _ in keep])

@@ -215,18 +215,26 @@ class Catalogue:
         return group in self._groups.values()
 
     async def nearest(
-        self, vector: np.ndarray, fetch: int, *, group: str | None = None, need: int = 0, vote: bool = False
+        self,
+        vector: np.ndarray,
+        fetch: int,
+        *,
+        group: str | None = None,
+        need: int = 0,
+        vote: bool = False,
+        shelves: tuple[str, ...] | None = None,
     ) -> list[tuple[int, float]]:
         """(item id, cosine) of the nearest items, best first. With ``group``, only items
-        of that garment group's shelves (with ``vote``, widened by the shelf most of the
-        nearest items come from: :func:`voted_search_groups`), widening the search once when
-        fewer than ``need`` are left."""
-        ids, scores = await self._run(self.index.search, vector, max(fetch, GROUP_VOTERS if group else 0))
+        of ``shelves`` when given (the crop shelf's choice, engine/vision/crop_shelf.py),
+        else of that garment group's shelves (top <-> outerwear; with ``vote``, widened by
+        the shelf most of the nearest items come from: :func:`voted_search_groups`),
+        widening the search once when fewer than ``need`` are left."""
+        ids, scores = await self._run(self.index.search, vector, max(fetch, GROUP_VOTERS if vote else 0))
         pairs = [(int(i), float(s)) for i, s in zip(ids, scores)]
         if group is None:
             return pairs
         neighbours = [self._groups.get(i) for i, _ in pairs] if vote else []
-        allowed = set(voted_search_groups(group, neighbours))
+        allowed = set(shelves) if shelves else set(voted_search_groups(group, neighbours))
         kept = [(i, s) for i, s in pairs if self._groups.get(i) in allowed]
         if len(kept) < need and fetch < WIDE_FETCH < len(self.index) + WIDE_FETCH:
             ids, scores = await self._run(self.index.search, vector, WIDE_FETCH)

@@ -404,6 +404,7 @@ def _run_train_crop_adapter(args: argparse.Namespace, settings: Settings) -> int
             ("", "own garment in top 10", "class p@10"),
         )
     )
+    print(f"Shelf classifier: the right group for {r['held_out_shelf_group_accuracy']:.1%} of the held-out crops")
     print(f"Adapter: {out} [{r['fingerprint']}], {r['seconds']['total']:.0f} s")
     return 0
 

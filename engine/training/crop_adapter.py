@@ -6,9 +6,11 @@ Each pair is one Fashion-MNIST *train* garment (never one of the first
 twice: cut from a scene on a training background as the finder's crop shows it, and on a
 plain studio background, same colour (:func:`garment_scenes.crop_and_studio`). Both go
 through the production embedder; the adapter is the ridge regression from the first
-vectors to the second, towards the identity. A held-out share of the pairs says what it
+vectors to the second, towards the identity; the shelf classifier
+(engine/vision/crop_shelf.py) is fitted on the moved crops and their classes. A held-out share of the pairs says what it
 does: how often a crop finds its own garment among the held-out studio shots (colour and
-all), and how often the ten nearest are of its class.
+all), how often the ten nearest are of its class, and how often the shelf classifier
+names its group.
 
     fashionbot train-crop-adapter --out engine/vision/crop_adapter.npz
 """
@@ -23,6 +25,7 @@ import numpy as np
 from engine.training import garment_scenes as gs
 from engine.training.garment_head import CATALOGUE_HOLDOUT
 from engine.vision.crop_adapter import CropAdapter
+from engine.vision.crop_shelf import CropShelf
 
 PAIRS = 6000
 RIDGE = 3.0  # measured: 1, 3, 10, 30, 100 on the scene sets (3 December); 3 best, 30+ approach no adapter
@@ -85,6 +88,8 @@ def train_crop_adapter(
         ridge,
         meta={"pairs": pairs - held_out, "seed": seed, "trained_on": "Fashion-MNIST train (minus the catalogue)"},
     )
+    # The shelf classifier (engine/vision/crop_shelf.py) learns from the crops as served: moved.
+    shelf = CropShelf.fit(adapter.apply(xc[fit]), labels[fit])
     report = {
         "model_key": backbone.model_key,
         "pairs": pairs - held_out,
@@ -93,6 +98,7 @@ def train_crop_adapter(
         "seed": seed,
         "held_out_without": held_out_figures(xc[test], xs[test], labels[test]),
         "held_out_with": held_out_figures(adapter.apply(xc[test]), xs[test], labels[test]),
+        "held_out_shelf_group_accuracy": round(shelf.group_accuracy(adapter.apply(xc[test]), labels[test]), 4),
         "fingerprint": adapter.fingerprint,
         "seconds": {
             "pairs": round(made - started, 1),
@@ -100,6 +106,8 @@ def train_crop_adapter(
             "total": round(time.monotonic() - started, 1),
         },
     }
-    adapter = CropAdapter(adapter.matrix, adapter.model_key, adapter.fingerprint, dict(adapter.meta, report=report))
+    adapter = CropAdapter(
+        adapter.matrix, adapter.model_key, adapter.fingerprint, dict(adapter.meta, report=report), shelf
+    )
     adapter.save(out)
     return report

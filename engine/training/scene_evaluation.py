@@ -30,9 +30,9 @@ from engine.vision import crop_adapter
 from engine.vision import garment_boxes as gb
 from engine.vision import garment_vocabulary as gv
 from engine.vision import garments as gm
+from engine.vision.crop_shelf import TRUST_FINDER_GROUP, CropShelf, shelf_for
 
 K = 10
-TRUST_FINDER_GROUP = 0.8  # = engine.service.TRUST_FINDER_GROUP (training may not import the service)
 CATALOGUE = 2000  # = engine.training.garment_head.CATALOGUE_HOLDOUT: never pasted into a training scene
 GOALS = {"scene_vs_control": 0.90, "outfits_both": 0.70, "no_garment_refused": 0.90, "product_refused": 0.0}
 
@@ -81,11 +81,21 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def served_groups(
-    group: str, vector: np.ndarray, catalogue: SceneCatalogue, confidence: float = 0.0
+    group: str,
+    vector: np.ndarray,
+    catalogue: SceneCatalogue,
+    confidence: float = 0.0,
+    shelf: CropShelf | None = None,
+    label: str = "",
 ) -> tuple[str, ...]:
-    """The shelves the served search uses for a garment of ``group`` whose crop is ``vector``
-    (engine/service.py, ``Catalogue.nearest``): the finder's, and, when the finder is not
+    """The shelves the served search uses for a garment of ``group`` (named ``label``) whose
+    (moved) crop is ``vector`` (engine/service.py, ``Catalogue.nearest``), the group it is
+    shown as first. With the crop ``shelf``: the shelves :func:`shelf_for` chooses when it
+    chooses. Otherwise the finder's (and its related one), and, when the finder is not
     confident, the one most of the crop's nearest items come from."""
+    choice = shelf_for(group, label, confidence, shelf.verdicts(vector[None])[0]) if shelf is not None else None
+    if choice is not None and choice.shelves is not None:
+        return choice.shelves
     if confidence >= TRUST_FINDER_GROUP:
         return gv.search_groups(group)
     nearest = np.argsort(-(catalogue.vectors @ vector))[: gv.GROUP_VOTERS]
@@ -98,14 +108,17 @@ def set_figures(
     crops_vec: Sequence[np.ndarray],
     whole_vec: np.ndarray,
     catalogue: SceneCatalogue,
+    shelf: CropShelf | None = None,
 ) -> dict:
     """Detection, retrieval and refusal figures of one set.
 
     ``crops_vec[i]``: vectors of the crops of ``scans[i].garments``, in order. Each true
     garment is judged by what the user gets when tapping the found garment that overlaps it
-    most (nothing when none overlaps it by more than 0.1)."""
+    most (nothing when none overlaps it by more than 0.1). ``group_accuracy``: the group
+    the user is shown (the crop ``shelf``'s when it overrules the finder);
+    ``finder_group_accuracy``: the finder's own."""
     cat_vec, cat_labels, cat_groups = catalogue.vectors, catalogue.labels, catalogue.groups
-    truths = hits = group_ok = 0
+    truths = hits = group_ok = finder_ok = 0
     p_garment, p_strict, p_whole, both, outfit_n = [], [], [], 0, 0
     refused = sum(1 for s in scans if not s.garments)
     for sample, scan, cv, wv in zip(samples, scans, crops_vec, whole_vec):
@@ -117,11 +130,13 @@ def set_figures(
             best = ious[j] if ious else 0.0
             hit = best >= 0.5
             hits += hit
-            group_ok += hit and scan.garments[j].group == t.group
             if ious and best > 0.1:
                 g = scan.garments[j]
-                strict = cat_groups == g.group
-                related = np.isin(cat_groups, served_groups(g.group, cv[j], catalogue, g.confidence))
+                shown = served_groups(g.group, cv[j], catalogue, g.confidence, shelf, g.label)
+                group_ok += hit and shown[0] == t.group
+                finder_ok += hit and g.group == t.group
+                strict = cat_groups == shown[0]
+                related = np.isin(cat_groups, shown)
                 res = search(cv[j : j + 1], cat_vec, strict[None] if strict.sum() >= K else None)[0]
                 prec_strict = float((cat_labels[res] == t.label).mean())
                 res = search(cv[j : j + 1], cat_vec, related[None] if related.sum() >= K else None)[0]
@@ -143,6 +158,7 @@ def set_figures(
                 "garments": truths,
                 "recall_iou50": round(hits / truths, 4),
                 "group_accuracy": round(group_ok / max(1, hits), 4),
+                "finder_group_accuracy": round(finder_ok / max(1, hits), 4),
                 "p10_per_garment": round(float(np.mean(p_garment)), 4),
                 "p10_per_garment_strict_group": round(float(np.mean(p_strict)), 4),
                 "p10_whole_photo": round(float(np.mean(p_whole)), 4),
@@ -181,6 +197,7 @@ def evaluate_scenes(
     progress: Progress | None = None,
     latency_photos: int = 30,
     adapt: Adapt | None = None,
+    shelf: CropShelf | None = None,
 ) -> dict:
     """Every set through ``finder`` (served thresholds) and ``embed``; the goals of issue 15
     as ratios within this run; the latency of one photo (scan, crops, searches) against the
@@ -194,13 +211,15 @@ def evaluate_scenes(
             scans.append(finder.scan(s.image))
             advance(1)
         whole = embed([s.image for s in samples])
-        figures[name] = set_figures(samples, scans, crop_vectors(embed, samples, scans, dim, adapt), whole, catalogue)
+        figures[name] = set_figures(
+            samples, scans, crop_vectors(embed, samples, scans, dim, adapt), whole, catalogue, shelf
+        )
         if name == "product_shots":
             clean = [i for i, s in enumerate(samples) if s.source == "fashion-mnist"]
             sub = [samples[i] for i in clean]
             sub_scans = [scans[i] for i in clean]
             figures["product_shots_clean"] = set_figures(
-                sub, sub_scans, crop_vectors(embed, sub, sub_scans, dim, adapt), whole[clean], catalogue
+                sub, sub_scans, crop_vectors(embed, sub, sub_scans, dim, adapt), whole[clean], catalogue, shelf
             )
     photos = [s.image for s in (sets["garment_in_scene"] + sets["outfits"])[:latency_photos]]
     report = {
@@ -208,7 +227,7 @@ def evaluate_scenes(
         "catalogue": len(catalogue.labels),
         "backgrounds_held_out": gs.eval_photos()[1],
         "sets": figures,
-        "latency": latency(finder, embed, catalogue, photos, adapt),
+        "latency": latency(finder, embed, catalogue, photos, adapt, shelf),
     }
     report["goals"] = goals(figures)
     return report
@@ -240,6 +259,7 @@ def latency(
     catalogue: SceneCatalogue,
     photos: list[Image.Image],
     adapt: Adapt | None = None,
+    shelf: CropShelf | None = None,
 ) -> dict:
     """p50 of one photo → garments → 10 items each, and of the whole photo → 10 items, in
     this process (no service, no database: the model and search work only)."""
@@ -255,7 +275,7 @@ def latency(
             if adapt is not None and not scan.product_shot:
                 vecs = adapt(vecs)
             for g, v in zip(scan.garments, vecs):
-                allowed = np.isin(catalogue.groups, served_groups(g.group, v, catalogue, g.confidence))
+                allowed = np.isin(catalogue.groups, served_groups(g.group, v, catalogue, g.confidence, shelf, g.label))
                 search(v[None], catalogue.vectors, allowed[None])
         garment.append(time.perf_counter() - t0)
     if not photos:
@@ -285,7 +305,15 @@ def evaluate_backbone_on_scenes(
         advance = progress("scenes: catalogue", CATALOGUE) if progress else (lambda n: None)
         catalogue = SceneCatalogue.fashion_mnist(embed)
         advance(CATALOGUE)
-        report = evaluate_scenes(finder, embed, sets, catalogue, progress, adapt=adapter.apply if adapter else None)
+        report = evaluate_scenes(
+            finder,
+            embed,
+            sets,
+            catalogue,
+            progress,
+            adapt=adapter.apply if adapter else None,
+            shelf=adapter.shelf if adapter else None,
+        )
     report["crop_adapter"] = adapter.fingerprint if adapter else None
     report["seconds"] = round(time.monotonic() - started, 1)
     return report

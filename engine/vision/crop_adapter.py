@@ -14,6 +14,10 @@ garment's colour: an adapter fitted to Fashion-MNIST's grey catalogue shots inst
 learned to ignore colour (the same garment among 1,000 coloured studio shots fell from
 87.7 % to 59.3 % in the top 10; docs/benchmarks.md).
 
+The same file carries the crop shelf (engine/vision/crop_shelf.py), a classifier of the
+moved vectors fitted on the same crops: which shelf a garment the finder is unsure of is
+shown and searched on. Files without it still load (the finder's groups are used).
+
 The file names the model its vectors belong to (``LoadedBackbone.model_key``); another
 model (a trained head, ResNet-50) gets no adapter until one is fitted for it.
 """
@@ -29,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.vision.crop_shelf import CropShelf
+
 log = logging.getLogger(__name__)
 
 FORMAT = "fashionbot-crop-adapter/1"
@@ -41,6 +47,7 @@ class CropAdapter:
     model_key: str
     fingerprint: str
     meta: dict = field(default_factory=dict)
+    shelf: CropShelf | None = None  # which shelf a moved crop belongs on (engine/vision/crop_shelf.py)
 
     @property
     def dim(self) -> int:
@@ -63,13 +70,18 @@ class CropAdapter:
         matrix = w.astype(np.float16).astype(np.float32)  # what the file keeps
         return cls(matrix, model_key, _fingerprint(matrix), dict(meta or {}, ridge=ridge))
 
+    def with_shelf(self, shelf: CropShelf | None) -> CropAdapter:
+        return CropAdapter(self.matrix, self.model_key, self.fingerprint, self.meta, shelf)
+
     def save(self, path: Path) -> None:
         buf = io.BytesIO()
-        np.savez_compressed(
-            buf,
-            matrix=self.matrix.astype(np.float16),
-            header=np.array(json.dumps({"format": FORMAT, "model_key": self.model_key, "meta": self.meta})),
-        )
+        arrays: dict[str, np.ndarray] = {
+            "matrix": self.matrix.astype(np.float16),
+            "header": np.array(json.dumps({"format": FORMAT, "model_key": self.model_key, "meta": self.meta})),
+        }
+        if self.shelf is not None:
+            arrays |= {"shelf_weights": self.shelf.weights, "shelf_bias": self.shelf.bias}
+        np.savez_compressed(buf, allow_pickle=False, **arrays)
         Path(path).write_bytes(buf.getvalue())
 
     @classmethod
@@ -79,9 +91,14 @@ class CropAdapter:
             if header.get("format") != FORMAT:
                 raise ValueError(f"{path} is not a crop adapter ({header.get('format')!r})")
             matrix = blob["matrix"].astype(np.float32)
+            shelf = None
+            if "shelf_weights" in blob.files:  # files fitted before 3 December have none
+                shelf = CropShelf(blob["shelf_weights"].astype(np.float32), blob["shelf_bias"].astype(np.float32))
         if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
             raise ValueError(f"{path}: the adapter is not a square matrix ({matrix.shape})")
-        return cls(matrix, str(header["model_key"]), _fingerprint(matrix), header.get("meta", {}))
+        if shelf is not None and shelf.weights.shape != (matrix.shape[0], len(shelf.bias)):
+            raise ValueError(f"{path}: the shelf classifier does not fit the adapter ({shelf.weights.shape})")
+        return cls(matrix, str(header["model_key"]), _fingerprint(matrix), header.get("meta", {}), shelf)
 
 
 def for_model(model_key: str, dim: int, path: Path | None = SHIPPED) -> CropAdapter | None:

@@ -244,7 +244,8 @@ def voted_search_groups(group: str, neighbour_groups: Sequence[str | None]) -> t
     (bench/bench_garments.py, 3 December): precision@10 0.555 → 0.587 for a garment in a
     scene, 0.531 → 0.569 in outfits (both garments found 34 → 37 %), product shots 0.753 →
     0.751. The service asks the neighbours only when the finder is unsure
-    (engine/service.py ``TRUST_FINDER_GROUP``): on a real photo they can be wrong."""
+    (engine/vision/crop_shelf.py ``TRUST_FINDER_GROUP``): on a real photo they can be wrong. With
+    the crop shelf (the shipped Lite0), the shelf names an unsure garment's group instead."""
     known = [g for g in neighbour_groups[:GROUP_VOTERS] if g is not None]
     allowed = search_groups(group)
     if not known:

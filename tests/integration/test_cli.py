@@ -162,8 +162,11 @@ def test_train_crop_adapter_fits_a_file_the_service_would_use(tmp_path) -> None:
     done = run(["train-crop-adapter", "--pairs", "120", "--out", str(out)], tmp_path / "data")
     assert done.returncode == 0, done.stderr
     assert "crops moved by the adapter" in done.stdout and "held out" in done.stdout
+    assert "Shelf classifier: the right group for" in done.stdout
     backbone = load_efficientnet_lite("efficientnet-lite0")
     adapter = crop_adapter.for_model(backbone.model_key, backbone.dim, out)
     assert adapter is not None and adapter.meta["report"]["held_out"] == 24
+    assert adapter.shelf is not None and adapter.shelf.weights.shape == (backbone.dim, 10)
+    assert 0.0 <= adapter.meta["report"]["held_out_shelf_group_accuracy"] <= 1.0
     refused = run(["train-crop-adapter", "--pairs", "10", "--out", str(out)], tmp_path / "data")
     assert refused.returncode == 2 and "at least 50" in refused.stderr

@@ -97,10 +97,42 @@ async def test_garment_crops_are_moved_by_the_crop_adapter_and_the_whole_photo_i
 
     pictures = [Image.open(io.BytesIO(photo_of(c))).convert("RGB") for c in ("Dress", "Sneaker")]
     vectors = await service.encoder.embed_pictures(pictures)
-    moved = await service._moved(vectors)
+    moved, verdicts = await service._moved(vectors)
     assert np.array_equal(moved[0], vectors[0])
     assert np.allclose(moved[1], adapter.apply(vectors[1:])[0], atol=1e-6)
     assert float(moved[1] @ vectors[1]) < 0.999  # it does move
+    assert len(verdicts) == 1 and verdicts[0] is not None and verdicts[0].group == "shoes"  # the crop shelf's
+
+
+async def test_a_garment_the_finder_is_unsure_of_is_shown_and_searched_as_its_crops_shelf_says(service) -> None:
+    """A seeded scene's trousers, which the finder names a dress without confidence: the
+    crop shelf (engine/vision/crop_shelf.py) names them trousers, and their ten items come
+    from that one shelf. Without the shelf the finder's dress stands."""
+    import io
+
+    from engine.training import garment_scenes as gs
+    from engine.vision.crop_shelf import TRUST_FINDER_GROUP
+
+    scene = gs.garment_scene_set(200)[8]
+    assert scene.garments[0].group == "bottoms"
+    own = service.finder.scan(scene.image)
+    assert own.garments[0].group == "dress" and own.garments[0].confidence < TRUST_FINDER_GROUP, own.garments
+    buf = io.BytesIO()
+    scene.image.save(buf, format="PNG")
+    rec = await service.recommend(buf.getvalue(), user=ALICE)
+    first = rec.garments[0]
+    assert (first.group, first.label) == ("bottoms", "trousers"), rec.garments
+    assert [s.item.category for s in first.items] == ["Trouser"] * 10
+    # A switch back to it later (from the kept vector) makes the same choice: the same items.
+    back = await service.switch(ALICE, rec.request_id, first.number)
+    assert [s.item.id for s in back.items] == [s.item.id for s in first.items]
+    adapter = service.crop_adapter
+    service.crop_adapter = adapter.with_shelf(None)
+    try:
+        without = await service.recommend(buf.getvalue())
+    finally:
+        service.crop_adapter = adapter
+    assert without.garments[0].group == "dress"
 
 
 async def test_a_real_photo_of_a_person_gets_her_sweatshirt_first_and_tops_for_it(service) -> None:
