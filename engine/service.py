@@ -403,6 +403,10 @@ class FashionService:
             return queries, False  # whole-photo first (number 0 is current)
         return ([q for q in queries if q.number > 0] + [queries[0]]), no_garment
 
+    @property
+    def _has_shelf(self) -> bool:
+        return self.crop_adapter is not None and self.crop_adapter.shelf is not None
+
     def _stocked(self, shelves: tuple[str, ...] | None) -> tuple[str, ...] | None:
         """``shelves`` the catalogue has items on (None when it has none of them)."""
         kept = tuple(g for g in shelves or () if self.catalogue.has_group(g))
@@ -477,7 +481,9 @@ class FashionService:
                 raise UnknownRequest()
             vector = chosen.vector
             group = chosen.group if chosen.group != "other" and self.catalogue.has_group(chosen.group) else None
-            shelves = await self._shelves_of(chosen) if group is not None else None
+            # With the crop shelf a garment was searched on the one shelf it is shown as
+            # (crop_shelf.shelf_for), and that group is what was kept: the same search.
+            shelves = self._stocked((group,)) if group is not None and self._has_shelf else None
         items = await self.search(vector, k, exclude=disliked, user_id=user_id, group=group, shelves=shelves)
         if user_id is not None and items:
             await self.store.add_recommendations(user_id, photo.id, [(s.item.id, s.rank, s.score) for s in items])
@@ -490,15 +496,6 @@ class FashionService:
             garment=garment,
             photo_size=photo.size,
         )
-
-    async def _shelves_of(self, garment: NewGarment) -> tuple[str, ...] | None:
-        """The shelves a kept garment was searched on when its photo came (:func:`shelf_for`
-        on what was kept: the same choice)."""
-        shelf = self.crop_adapter.shelf if self.crop_adapter is not None else None
-        if shelf is None:
-            return None
-        verdict = (await self.encoder.run(shelf.verdicts, garment.vector[None]))[0]
-        return self._stocked(shelf_for(garment.group, garment.label, garment.confidence, verdict).shelves)
 
     async def search(
         self,

@@ -127,9 +127,8 @@ def shelf_for(group: str, label: str, confidence: float, verdict: ShelfVerdict |
     Fashion-MNIST one (Lite0's ImageNet classes named it: a suit, a jersey; real clothes
     the classifier's synthetic training never showed it: on Grace Hopper's portrait the
     classifier takes her jacket for a T-shirt); otherwise the classifier's group. Either
-    way the search keeps to that one shelf. The choice depends only on what a photo's
-    garment keeps (group, word, confidence, moved vector), so a later garment switch
-    makes the same one."""
+    way the search keeps to that one shelf, the group shown, which is what a photo's
+    garment keeps: a later garment switch searches the same shelf."""
     if verdict is None:
         return ShelfChoice(group, None, None)
     if confidence >= TRUST_FINDER_GROUP or label not in FM_WORDS or verdict.group == group:
