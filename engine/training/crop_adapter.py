@@ -18,6 +18,7 @@ names its group.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,7 @@ def train_crop_adapter(
     )
     # The shelf classifier (engine/vision/crop_shelf.py) learns from the crops as served: moved.
     shelf = CropShelf.fit(adapter.apply(xc[fit]), labels[fit])
+    moved_test = adapter.apply(xc[test])
     report = {
         "model_key": backbone.model_key,
         "pairs": pairs - held_out,
@@ -97,8 +99,8 @@ def train_crop_adapter(
         "ridge": ridge,
         "seed": seed,
         "held_out_without": held_out_figures(xc[test], xs[test], labels[test]),
-        "held_out_with": held_out_figures(adapter.apply(xc[test]), xs[test], labels[test]),
-        "held_out_shelf_group_accuracy": round(shelf.group_accuracy(adapter.apply(xc[test]), labels[test]), 4),
+        "held_out_with": held_out_figures(moved_test, xs[test], labels[test]),
+        "held_out_shelf_group_accuracy": round(shelf.group_accuracy(moved_test, labels[test]), 4),
         "fingerprint": adapter.fingerprint,
         "seconds": {
             "pairs": round(made - started, 1),
@@ -106,8 +108,5 @@ def train_crop_adapter(
             "total": round(time.monotonic() - started, 1),
         },
     }
-    adapter = CropAdapter(
-        adapter.matrix, adapter.model_key, adapter.fingerprint, dict(adapter.meta, report=report), shelf
-    )
-    adapter.save(out)
+    replace(adapter, meta=dict(adapter.meta, report=report), shelf=shelf).save(out)
     return report

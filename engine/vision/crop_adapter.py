@@ -28,7 +28,7 @@ import hashlib
 import io
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +71,7 @@ class CropAdapter:
         return cls(matrix, model_key, _fingerprint(matrix), dict(meta or {}, ridge=ridge))
 
     def with_shelf(self, shelf: CropShelf | None) -> CropAdapter:
-        return CropAdapter(self.matrix, self.model_key, self.fingerprint, self.meta, shelf)
+        return replace(self, shelf=shelf)
 
     def save(self, path: Path) -> None:
         buf = io.BytesIO()
