@@ -303,10 +303,49 @@ def plot(p: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def run_ingest(rounds: int) -> dict[str, Any]:
+    """The ingest ratio alone, ``rounds`` times (baseline, then the product, each round): a
+    repeat of the headline's first row when one run lands near its goal. Saved to
+    ``bench/results/shipped_ingest.json``."""
+    cfg = SIZES[False]
+    started = machine()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-shipped-ingest-") as tmp:
+        work = Path(tmp)
+        folder = work / "pictures"
+        folder.mkdir()
+        write_data(folder, cfg["feed"][1], 0)
+        for r in range(rounds):
+            baseline = standalone("baseline-ingest", folder, "--n", str(cfg["baseline_n"]))
+            product = product_ingest(folder, work, cfg["feed"], cfg["rounds"])
+            ratio = product["marginal_images_per_s"] / baseline["images_per_s"]
+            log(
+                f"round {r + 1}: baseline {baseline['images_per_s']:.1f} img/s, product "
+                f"{product['marginal_images_per_s']:.1f} img/s (marginal) = {ratio:.2f}×"
+            )
+            rows.append({"baseline": baseline, "product": product, "ratio": ratio, "load_average": os.getloadavg()})
+    payload = {
+        "benchmark": "ingest: fashionbot ingest feed as shipped against the baseline as its users run it",
+        "goal": GOALS["ingest_vs_baseline"],
+        "ratios": [row["ratio"] for row in rows],
+        "rounds": rows,
+        "machine": started,
+    }
+    log(f"saved {save('shipped_ingest', payload)}")
+    return payload
+
+
 def run_cli(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a few minutes)")
-    run(parser.parse_args(argv).quick)
+    parser.add_argument(
+        "--ingest-only", type=int, metavar="ROUNDS", help="only the ingest ratio, this many rounds (≈ 3 min each)"
+    )
+    args = parser.parse_args(argv)
+    if args.ingest_only:
+        run_ingest(args.ingest_only)
+    else:
+        run(args.quick)
 
 
 if __name__ == "__main__":

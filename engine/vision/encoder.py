@@ -23,7 +23,7 @@ from PIL import Image
 from engine.config import EngineSettings
 from engine.vision.backbones import LoadedBackbone
 from engine.vision.embedder import Embedder, prepare
-from engine.vision.images import open_image, to_jpeg
+from engine.vision.images import jpeg_bytes, open_image, shrunk
 
 T = TypeVar("T")
 
@@ -68,8 +68,16 @@ class Encoder:
         )
 
     def prepare_sync(self, data: bytes, keep: bool = False) -> PreparedImage:
+        """Blocking: the model's pixels and, with ``keep``, the JPEG the item keeps. The
+        pixels come from the kept picture (≥ 2× the model's side): one resize of the
+        full picture instead of two, and the vector is the one a reindex of the kept
+        picture computes again."""
         img = self.decode_sync(data)
-        return PreparedImage(prepare(img, self.input_size), to_jpeg(img) if keep else None)
+        if not keep:
+            return PreparedImage(prepare(img, self.input_size), None)
+        kept = shrunk(img)
+        source = kept if max(kept.size) >= 2 * self.input_size else img
+        return PreparedImage(prepare(source, self.input_size), jpeg_bytes(kept))
 
     async def decode(self, data: bytes, *, working_size: int | None = None) -> Image.Image:
         """Decode off the loop; raises ``BadImage`` with a friendly message."""

@@ -293,13 +293,32 @@ def _decode_png_in_bands(data: bytes, layout: tuple[int, int, int, bytes], facto
     return out
 
 
-def to_jpeg(img: Image.Image, *, max_side: int = 512, quality: int = 88) -> bytes:
-    """A compact JPEG copy, e.g. the picture we keep for a catalogue item."""
-    copy = img.copy()
-    copy.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+KEPT_SIDE = 512  # long side of the picture a catalogue item keeps
+
+
+def shrunk(img: Image.Image, max_side: int = KEPT_SIDE) -> Image.Image:
+    """``img`` with its long side at most ``max_side`` (itself when it already fits).
+
+    Bicubic, Pillow's own choice for thumbnails: at an ingest's typical 0.64× it looks the
+    same as Lanczos at three quarters of the cost, and this resize was the biggest single
+    CPU cost of a feed ingest (issue 19: more than the model's share of the two cores)."""
+    w, h = img.size
+    scale = max_side / max(w, h)
+    if scale >= 1:
+        return img
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return img.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+
+
+def jpeg_bytes(img: Image.Image, *, quality: int = 88) -> bytes:
     out = io.BytesIO()
-    copy.save(out, format="JPEG", quality=quality, optimize=True)
+    img.save(out, format="JPEG", quality=quality, optimize=True)
     return out.getvalue()
+
+
+def to_jpeg(img: Image.Image, *, max_side: int = KEPT_SIDE, quality: int = 88) -> bytes:
+    """A compact JPEG copy, e.g. the picture we keep for a catalogue item."""
+    return jpeg_bytes(shrunk(img, max_side), quality=quality)
 
 
 def picture_check(

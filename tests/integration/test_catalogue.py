@@ -6,6 +6,7 @@ the runner's overlap and failure handling: tests/unit/test_ingest_runner.py."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 from PIL import Image
 
 from engine.catalogue import ingest as catalogue
-from engine.service import FashionService
+from engine.service import SAME_PICTURE, FashionService
 from tests.support.settings import make_settings
 
 
@@ -182,3 +183,36 @@ async def test_reindex_reembeds_with_the_total_up_front(empty_service) -> None:
     assert await store.count_to_embed(empty_service.model_key) == 0
     rec = await empty_service.recommend(await store.item_image(7) or b"", whole_photo=True)
     assert rec.items[0].item.id == 7  # the re-embedded vectors are the ones searched
+
+
+async def test_a_large_feed_picture_is_kept_small_and_its_vector_is_the_kept_pictures(tmp_path, empty_service) -> None:
+    """A shop's 1200×1600 product photo: the item keeps a 384×512 JPEG, the vector is the
+    one a reindex of that kept picture computes (the model's pixels come from it), and the
+    shop's original file sent as a photo still finds the item first as a product shot."""
+    rng = np.random.default_rng(3)
+    arr = np.full((1600, 1200, 3), 250, dtype=np.uint8)
+    yy, xx = np.mgrid[0:1600, 0:1200]
+    dress = ((xx - 600) / (250 + (yy - 300) * 0.25)) ** 2 < 1
+    dress &= (yy > 300) & (yy < 1400)
+    stripes = (np.sin(yy / 9.0) > 0)[..., None] * np.array([150, 20, 40]) + np.array([60, 10, 30])
+    arr[dress] = (stripes[dress] + rng.integers(0, 20, (int(dress.sum()), 3))).astype(np.uint8)
+    Image.fromarray(arr).save(tmp_path / "big.jpg", format="JPEG", quality=92)
+    write_jpeg(tmp_path / "blue.jpg", (20, 20, 200))
+    feed = tmp_path / "shop.csv"
+    feed.write_text(
+        "id,title,link,image_link,price\n"
+        "b1,Striped dress,https://shop.example/b1,big.jpg,59 EUR\n"
+        "b2,Blue coat,https://shop.example/b2,blue.jpg,99 EUR\n"
+    )
+    report = await catalogue.ingest_feed(empty_service.catalogue, empty_service.encoder, feed)
+    assert report.added == 2
+    kept = await empty_service.store.item_image(1)
+    assert kept is not None
+    with Image.open(io.BytesIO(kept)) as small:
+        assert (small.format, small.size) == ("JPEG", (384, 512))
+    stored = (await empty_service.catalogue.vectors([1]))[0]
+    again = (await empty_service.encoder.embed_pictures([await empty_service.encoder.decode(kept)]))[0]
+    assert float(stored @ again) >= 0.99
+    rec = await empty_service.recommend((tmp_path / "big.jpg").read_bytes())
+    assert rec.items[0].item.title == "Striped dress"
+    assert rec.items[0].score >= SAME_PICTURE
