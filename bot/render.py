@@ -76,8 +76,9 @@ def join_words(words: list[str]) -> str:
 
 
 def _with_article(label: str) -> str:
-    """ "a coat", "an anorak", but "trousers", "shoes", "your selection" as they are."""
-    if label.endswith("s") or label.startswith(("your ", "the ")):
+    """ "a coat", "an anorak", "a dress", but "trousers", "shoes", "your selection" as they are."""
+    plural = label.endswith("s") and not label.endswith("ss")  # "dress", "sundress" are one garment
+    if plural or label.startswith(("your ", "the ")):
         return label
     return ("an " if label[:1].lower() in "aeiou" else "a ") + label
 

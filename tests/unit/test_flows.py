@@ -315,6 +315,8 @@ def test_garment_texts():
     intro = render.recommendation_intro(rec)
     assert intro.startswith("I see a coat, trousers and shoes. Matches for the coat (1 of 3)")
     assert render.garments_text([garment(1, "anorak")]) == "I see an anorak."
+    # The astronaut photo on the web chat read "I see a sweatshirt, dress, a T-shirt and a sandal."
+    assert render.garments_text([garment(1, "dress"), garment(2, "sandals")]) == "I see a dress and sandals."
     refused = Recommendation(backbone="x", items=[], request_id=3, no_garment=True)
     assert render.recommendation_text(refused) == render.no_garment_text()
     assert render.no_garment_text().startswith("I can't see any clothing in this photo.")
