@@ -14,7 +14,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -132,8 +132,13 @@ class VectorIndex:
                 self._deleted.add(item_id)
 
     # ---- reads ------------------------------------------------------------
-    def search(self, vector: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """Ids and cosine similarities of up to ``k`` nearest items, best first.
+    def search(
+        self, vector: np.ndarray, k: int = 10, keep: Callable[[int], bool] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and cosine similarities of up to ``k`` nearest items, best first; with
+        ``keep``, of the items it keeps (hnswlib filters while it walks the graph, so a
+        shelf far from the query still gives its nearest, not only those among the
+        overall nearest). Blocking, and ``keep`` runs once per visited item: off the loop.
 
         Never raises for k larger than the catalogue: it returns what there is.
         """
@@ -145,7 +150,7 @@ class VectorIndex:
                 return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
             if k <= self.ef:
                 try:
-                    labels, dists = self._index.knn_query(query, k=k)
+                    labels, dists = self._index.knn_query(query, k=k, filter=keep)
                     return _as_result(labels, dists)
                 except RuntimeError:
                     pass  # fewer reachable than k: widen the search below
@@ -157,7 +162,7 @@ class VectorIndex:
                 while True:
                     self._index.set_ef(ef)
                     try:
-                        labels, dists = self._index.knn_query(query, k=k)
+                        labels, dists = self._index.knn_query(query, k=k, filter=keep)
                         return _as_result(labels, dists)
                     except RuntimeError:
                         if ef < 4 * available:

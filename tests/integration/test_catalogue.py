@@ -216,3 +216,35 @@ async def test_a_large_feed_picture_is_kept_small_and_its_vector_is_the_kept_pic
     rec = await empty_service.recommend((tmp_path / "big.jpg").read_bytes())
     assert rec.items[0].item.title == "Striped dress"
     assert rec.items[0].score >= SAME_PICTURE
+
+
+async def test_a_shelf_far_from_the_photo_still_gives_ten_items(empty_service) -> None:
+    """500 sandals near the query and 12 pullovers far from it: searched on the top shelf,
+    the ten nearest pullovers come back (a real photo's sweatshirt on the demo's 5,000 items
+    showed 6 items: only 6 tops were among its 384 nearest)."""
+    from db.store import NewItem
+
+    cat = empty_service.catalogue
+    dim = empty_service.backbone.dim
+    rng = np.random.default_rng(0)
+    query = rng.normal(size=dim).astype(np.float32)
+    query /= np.linalg.norm(query)
+    near = query + rng.normal(scale=0.02, size=(500, dim)).astype(np.float32)
+    far = -query + rng.normal(scale=0.05, size=(12, dim)).astype(np.float32)
+    vecs = np.vstack([near, far])
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    items = [
+        NewItem(
+            source="test",
+            external_id=f"i{n}",
+            title=f"Item {n}",
+            image=b"",
+            category="Sandal" if n < 500 else "Pullover",
+        )
+        for n in range(512)
+    ]
+    ids = await cat.add_items(items, vecs)
+    pullovers = ids[500:]
+    got = await cat.nearest(query, 80, group="top", need=10, shelves=("top",))
+    exact = [pullovers[j] for j in np.argsort(-(vecs[500:] @ query))[:10]]
+    assert [i for i, _ in got] == exact

@@ -39,6 +39,25 @@ def test_k_larger_than_catalogue_returns_what_there_is() -> None:
     assert sorted(ids.tolist()) == [7, 8, 9]
 
 
+def test_a_filtered_search_finds_the_nearest_kept_items_however_far_they_lie() -> None:
+    """3,000 items near the query and 20 far from it: the 10 nearest of the 20 come back,
+    exactly those an exact search over the 20 finds (the unfiltered 384 nearest hold none)."""
+    rng = np.random.default_rng(4)
+    query = unit(1, seed=9)[0]
+    near = query + rng.normal(scale=0.05, size=(3000, 64)).astype(np.float32)
+    far = -query + rng.normal(scale=0.3, size=(20, 64)).astype(np.float32)
+    vecs = np.vstack([near, far])
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    index = make()
+    index.add(np.arange(1, 3021), vecs)
+    wanted = set(range(3001, 3021))
+    assert not wanted & set(index.search(query, k=384)[0].tolist())
+    ids, scores = index.search(query, k=10, keep=lambda i: i in wanted)
+    exact = 3001 + np.argsort(-(vecs[3000:] @ query))[:10]
+    assert ids.tolist() == exact.tolist()
+    assert list(scores) == sorted(scores, reverse=True)
+
+
 def test_deleted_items_are_not_returned() -> None:
     vecs = unit(50)
     index = make()
