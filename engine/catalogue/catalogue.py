@@ -21,6 +21,7 @@ import numpy as np
 
 from db.store import NewItem, Store
 from engine.catalogue.index import IndexMeta, IndexMismatch, VectorIndex
+from engine.catalogue.shelves import Shelves
 from engine.config import EngineSettings
 from engine.errors import EmptyCatalogue, IndexOutOfDate
 from engine.vision.backbones import LoadedBackbone
@@ -54,7 +55,7 @@ class Catalogue:
         self.state = "not loaded"
         self.problem: str | None = None  # set when the saved index belongs to another model
         self._write_lock = asyncio.Lock()  # one catalogue writer at a time in this process
-        self._groups: dict[int, str] = {}  # item id → garment group, for per-garment searches
+        self._shelves = Shelves()  # item id → garment group, for per-garment searches
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, partial(fn, *args))
@@ -123,13 +124,13 @@ class Catalogue:
         for item_id, category in await self.store.item_categories(after_id=after_id):
             group = self._group_of(category)
             if group is not None:
-                self._groups[item_id] = group
+                self._shelves.put(item_id, group)
 
     async def rebuild(self, reason: str = "requested") -> int:
         async with self._write_lock:
             self.index = self._empty_index()
             self.problem = None
-            self._groups.clear()
+            self._shelves.clear()
             await self._top_up()
             await self._load_groups()
             self.state = f"rebuilt from the database ({reason}, {len(self.index)} items)"
@@ -192,13 +193,13 @@ class Catalogue:
         for item_id, item in zip(ids, items):
             group = self._group_of(item.category)
             if group is not None:
-                self._groups[item_id] = group
+                self._shelves.put(item_id, group)
         return ids
 
     def remove(self, item_id: int) -> None:
         """Drop an item from the live index (its row went, or became a duplicate)."""
         self.index.delete(item_id)
-        self._groups.pop(item_id, None)
+        self._shelves.drop(item_id)
 
     # ---- reads ---------------------------------------------------------------------
     def check_ready(self) -> None:
@@ -208,10 +209,10 @@ class Catalogue:
             raise EmptyCatalogue()
 
     def group(self, item_id: int) -> str | None:
-        return self._groups.get(item_id)
+        return self._shelves.group(item_id)
 
     def has_group(self, group: str) -> bool:
-        return group in self._groups.values()
+        return self._shelves.holds(group)
 
     async def nearest(
         self,
@@ -232,9 +233,9 @@ class Catalogue:
         pairs = [(int(i), float(s)) for i, s in zip(ids, scores)]
         if group is None:
             return pairs
-        neighbours = [self._groups.get(i) for i, _ in pairs] if vote else []
+        neighbours = [self._shelves.group(i) for i, _ in pairs] if vote else []
         allowed = set(shelves) if shelves else set(voted_search_groups(group, neighbours))
-        kept = [(i, s) for i, s in pairs if self._groups.get(i) in allowed]
+        kept = [(i, s) for i, s in pairs if self._shelves.group(i) in allowed]
         if len(kept) < need and len(pairs) < len(self.index):  # the first round did not see them all
             kept = await self._run(self._nearest_within, vector, need, allowed)
         return kept
@@ -244,9 +245,8 @@ class Catalogue:
         lie (a real photo's sweatshirt had 6 tops among its 384 nearest of 5,000 items, and
         showed 6 items, not 10). Never more asked than the shelves hold: hnswlib's filtered
         search would otherwise widen to the whole catalogue."""
-        groups = self._groups
-        stocked = sum(1 for g in list(groups.values()) if g in allowed)
-        ids, scores = self.index.search(vector, min(need, stocked), keep=lambda i: groups.get(i) in allowed)
+        stocked = self._shelves.stocked(allowed)
+        ids, scores = self.index.search(vector, min(need, stocked), keep=self._shelves.keeper(allowed))
         return [(int(i), float(s)) for i, s in zip(ids, scores)]
 
     async def vectors(self, ids: list[int]) -> np.ndarray:

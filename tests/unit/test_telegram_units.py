@@ -179,3 +179,16 @@ def test_token_never_reaches_the_log(caplog, tmp_path):
     logging.getLogger("httpx").warning('HTTP Request: POST %s/getMe "HTTP/1.1 401"', app.bot.base_url)
     assert "secret-token" not in caplog.text and "<token>" in caplog.text
     assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING  # no per-request URL lines
+
+
+def test_the_bots_connection_pool_is_one_connection_per_update_in_flight(tmp_path):
+    """Not PTB's 256: httpcore's pool bookkeeping runs on the loop and grows with it."""
+    from pydantic import SecretStr
+
+    from bot.telegram import build_application
+    from engine.config import Settings
+
+    settings = Settings(data_dir=tmp_path).model_copy(update={"telegram_bot_token": SecretStr("1:x")})
+    app = build_application(None, settings, base_url="http://127.0.0.1:9/bot", concurrency=12)
+    pool = app.bot.request._client._transport._pool  # type: ignore[attr-defined]
+    assert pool._max_connections == 12
