@@ -472,6 +472,13 @@ class TrendRunner:
             current = await trend_store.lease(store, tag)
             dead = current.holder if current is not None and trend_store.holder_is_dead(current.holder) else None
             if await trend_store.acquire_lease(store, tag, self._holder, steal_from=dead):
+                # The holder records "done" before it lets go: a run that finished between
+                # the row read above and this acquire is shown, not crawled a second time.
+                row = await trend_store.latest_trend(store, tag)
+                if row is not None and row.id != baseline and row.status == "done":
+                    await trend_store.release_lease(store, tag, self._holder)
+                    self._show(run, row)
+                    return False
                 return True
             await asyncio.sleep(LEASE_POLL_SECONDS)
 

@@ -170,6 +170,38 @@ async def test_a_trend_runs_once_across_workers_and_the_other_shows_its_progress
     assert {s.item.id for s in b_snaps[-1].best} <= set(await trend_store.items_with_tag(a.store, "dress"))
 
 
+async def test_a_trend_that_ends_as_the_waiting_worker_polls_is_shown_not_run_again(
+    workers, loopback_spy, monkeypatch
+) -> None:
+    """The holder records "done" and then lets go of the lease. A waiting worker that read
+    the row while it was still running and reaches for the lease just after it was let go
+    (a loaded machine: the fresh-clone CI once crawled the trend twice) shows that run's
+    end instead of crawling the shops again."""
+    async with FakeShop("jsonld", n_products=3) as shop:
+        a, b, _ = await workers([shop])
+        holder = trend_store.lease_holder()  # this process: alive
+        assert await trend_store.acquire_lease(a.store, "dress", holder)
+        trend_id = await trend_store.start_trend(a.store, "dress", None)
+        await trend_store.record_trend(a.store, trend_id, found=3, indexed=2, skipped=1, shops_searched=1)
+        read_lease = trend_store.lease
+
+        async def holder_finishes_meanwhile(store, tag):
+            current = await read_lease(store, tag)
+            await trend_store.record_trend(store, trend_id, found=3, indexed=3, skipped=0, status="done")
+            await trend_store.release_lease(store, tag, holder)
+            return current  # what B saw: still held
+
+        monkeypatch.setattr(trend_store, "lease", holder_finishes_meanwhile)
+        snaps = [p async for p in b.trend("dress")]
+        monkeypatch.setattr(trend_store, "lease", read_lease)
+        pages = [p for p in shop.paths() if "/product/" in p or "/p/" in p]
+    assert snaps[-1].done and snaps[-1].error is None
+    assert snaps[-1].indexed == 3  # the holder's count, from its row
+    assert pages == []  # no second crawl
+    assert [r.status for r in await trend_store.trend_rows(a.store, "dress")] == ["done"]
+    assert await trend_store.lease(a.store, "dress") is None
+
+
 async def test_an_expired_lease_is_taken_over(workers, loopback_spy) -> None:
     """A worker that died mid-trend (on another machine: no pid to check) stops renewing;
     at expiry the next run of the tag takes it over and finishes the trend."""
