@@ -273,8 +273,13 @@ class FashionService:
         A photo with no clothing gets ``no_garment=True`` and no items (``whole_photo``
         searches it anyway); ``region`` searches a box the user drew. Raises ``BadImage``
         for unusable input. Only vectors and boxes are kept, never the photo."""
-        k = k or self.settings.top_k
         self._check_ready()
+        with self.encoder.serving():  # its model calls wait for company only if others are answered
+            return await self._recommend(image, user, k or self.settings.top_k, whole_photo, region)
+
+    async def _recommend(
+        self, image: bytes, user: UserRef | None, k: int, whole_photo: bool, region: Box | None
+    ) -> Recommendation:
         picture = await self.encoder.decode(image, working_size=WORKING_SIDE)
         size = picture.size
         queries, no_garment = await self._queries(picture, whole_photo=whole_photo, region=region)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import Executor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -100,6 +101,11 @@ class Encoder:
     async def embed_bytes(self, data: bytes) -> np.ndarray:
         prepared = await self.prepare(data)
         return await self.embedder.embed_one(prepared.pixels)
+
+    def serving(self) -> AbstractContextManager[None]:
+        """One request being answered while inside (``Embedder.serving``: its model
+        calls wait for company only when another request is being answered too)."""
+        return self.embedder.serving()
 
     async def on_model_thread(self, fn: Callable[[], T]) -> T:
         """Other torch work (the garment finder) runs on the model's thread, between

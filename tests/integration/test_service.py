@@ -50,6 +50,33 @@ async def test_a_garment_named_wrong_still_finds_its_kind_on_the_shelf_its_neigh
     assert {service.catalogue.group(i) for i, _ in as_top} <= {"top", "outerwear"}
 
 
+async def test_a_photos_model_calls_count_as_one_request_being_answered(service, photo_of) -> None:
+    """recommend marks itself as one request being answered (Embedder.serving), so its
+    several model calls do not wait for company; the mark is gone after an answer and
+    after unusable input alike."""
+    embedder = service.encoder.embedder
+    seen: list[int] = []
+    enqueue = embedder._enqueue
+
+    def watching(work):
+        seen.append(embedder._answering)
+        return enqueue(work)
+
+    embedder._enqueue = watching
+    try:
+        both = await asyncio.gather(service.recommend(photo_of("Dress")), service.recommend(photo_of("Bag")))
+        assert all(r.items for r in both)
+        assert seen and max(seen) == 2  # two photos answered at once: they may share batches
+        seen.clear()
+        await service.recommend(photo_of("Coat"))
+        assert seen and set(seen) == {1}
+    finally:
+        del embedder._enqueue
+    with pytest.raises(BadImage):
+        await service.recommend(BAD["text named .jpg"])
+    assert embedder._answering == 0
+
+
 async def test_an_outfits_garments_come_boxed_by_the_finders_close_look(service) -> None:
     """The served path runs the finder's two looks (the scan, then a close look at each
     garment, in batches on the model's thread): its boxes are the finder's own, and the

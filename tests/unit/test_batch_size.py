@@ -5,6 +5,7 @@ operator's explicit FASHIONBOT_BATCH_SIZE is used as given."""
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -206,3 +207,44 @@ def test_work_queued_behind_a_close_or_sent_after_it_fails_instead_of_hanging(ba
             future.result(timeout=1)
     with pytest.raises(RuntimeError, match="closed"):
         emb.submit(np.zeros((224, 224, 3), np.uint8)).result(timeout=1)
+
+
+def test_a_lone_answer_does_not_wait_for_company_that_cannot_come(backbone, pictures) -> None:
+    """A photo's answer makes several model calls a few milliseconds apart. Marked as one
+    request being answered (``serving``), none of them waits ``max_wait`` for company;
+    unmarked, the same calls look like a burst and each one waits. With another request
+    being answered, a call does wait, and what arrives meanwhile runs in its batch."""
+    emb = Embedder(backbone, batch_size=4, precision="fp32", max_wait_ms=250)
+    calls = 9
+
+    def answer() -> float:
+        start = time.perf_counter()
+        for p in pictures[:calls]:
+            emb.submit(p).result(timeout=60)
+        return time.perf_counter() - start
+
+    try:
+        answer()  # warm
+        unmarked = answer()
+        with emb.serving():
+            marked = answer()
+        # Unmarked, a call that arrives within 50 ms of the one before waits the full 250 ms
+        # (the next one then arrives later and runs at once): at least 4 of 9 waited, 1 s.
+        assert unmarked - marked > 0.5 * (calls // 2) * emb.max_wait, (unmarked, marked)
+
+        sizes: list[int] = []
+        forward = emb.forward
+
+        def recording(px, **kw):
+            sizes.append(len(px))
+            return forward(px, **kw)
+
+        emb.forward = recording  # type: ignore[method-assign]
+        with emb.serving(), emb.serving():  # two requests being answered
+            first = emb.submit(pictures[0])
+            time.sleep(0.05)
+            second = emb.submit(pictures[1])
+            first.result(timeout=60), second.result(timeout=60)
+        assert sizes == [2]  # the first waited for the second's call and ran with it
+    finally:
+        emb.close()
