@@ -459,13 +459,17 @@ class TrendRunner:
         store, tag = self.store, run.tag
         baseline: int | None = None  # the newest finished row when we started waiting: not ours to show
         first = True
+
+        def ended(row: Any) -> bool:  # the run we waited on has finished
+            return row is not None and row.id != baseline and row.status == "done"
+
         while True:
             row = await trend_store.latest_trend(store, tag)
             if first:
                 baseline = row.id if row is not None and row.status != "running" else None
                 first = False
-            elif row is not None and row.id != baseline and row.status == "done":
-                self._show(run, row)  # the run we waited on has finished
+            elif ended(row):
+                self._show(run, row)
                 return False
             if row is not None and row.id != baseline and row.status == "running":
                 self._show(run, row)
@@ -475,7 +479,7 @@ class TrendRunner:
                 # The holder records "done" before it lets go: a run that finished between
                 # the row read above and this acquire is shown, not crawled a second time.
                 row = await trend_store.latest_trend(store, tag)
-                if row is not None and row.id != baseline and row.status == "done":
+                if ended(row):
                     await trend_store.release_lease(store, tag, self._holder)
                     self._show(run, row)
                     return False

@@ -212,7 +212,8 @@ def test_work_queued_behind_a_close_or_sent_after_it_fails_instead_of_hanging(ba
 def test_a_lone_answer_does_not_wait_for_company_that_cannot_come(backbone, pictures) -> None:
     """A photo's answer makes several model calls a few milliseconds apart. Marked as one
     request being answered (``serving``), none of them waits ``max_wait`` for company;
-    unmarked, the same calls look like a burst and each one waits. With another request
+    unmarked, a call that follows the one before within 50 ms looks like a burst and waits.
+    With another request
     being answered, a call does wait, and what arrives meanwhile runs in its batch."""
     emb = Embedder(backbone, batch_size=4, precision="fp32", max_wait_ms=250)
     calls = 9
