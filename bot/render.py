@@ -75,12 +75,20 @@ def join_words(words: list[str]) -> str:
     return ", ".join(words[:-1]) + " and " + words[-1]
 
 
+# Words spelt with a vowel but said with a consonant ("a uniform", the ImageNet class the
+# finder names on a person in a naval or military uniform).
+_SAID_WITH_A_CONSONANT = ("uni", "use", "usu", "eu", "one")
+
+
 def _with_article(label: str) -> str:
-    """ "a coat", "an anorak", "a dress", but "trousers", "shoes", "your selection" as they are."""
+    """ "a coat", "an anorak", "a dress", "a uniform", but "trousers", "shoes", "your
+    selection" as they are."""
     plural = label.endswith("s") and not label.endswith("ss")  # "dress", "sundress" are one garment
     if plural or label.startswith(("your ", "the ")):
         return label
-    return ("an " if label[:1].lower() in "aeiou" else "a ") + label
+    low = label.lower()
+    vowel = low[:1] in "aeiou" and not low.startswith(_SAID_WITH_A_CONSONANT)
+    return ("an " if vowel else "a ") + label
 
 
 def garment_name(g: Garment) -> str:

@@ -317,6 +317,8 @@ def test_garment_texts():
     assert render.garments_text([garment(1, "anorak")]) == "I see an anorak."
     # The astronaut photo on the web chat read "I see a sweatshirt, dress, a T-shirt and a sandal."
     assert render.garments_text([garment(1, "dress"), garment(2, "sandals")]) == "I see a dress and sandals."
+    # A real portrait (matplotlib's grace_hopper.jpg) read "I see a bag, a suit, an uniform and a sandal."
+    assert render.garments_text([garment(1, "uniform"), garment(2, "apron")]) == "I see a uniform and an apron."
     refused = Recommendation(backbone="x", items=[], request_id=3, no_garment=True)
     assert render.recommendation_text(refused) == render.no_garment_text()
     assert render.no_garment_text().startswith("I can't see any clothing in this photo.")
