@@ -83,8 +83,7 @@ _SAID_WITH_A_CONSONANT = ("uni", "use", "usu", "eu", "one")
 def _with_article(label: str) -> str:
     """ "a coat", "an anorak", "a dress", "a uniform", but "trousers", "shoes", "your
     selection" as they are."""
-    plural = label.endswith("s") and not label.endswith("ss")  # "dress", "sundress" are one garment
-    if plural or label.startswith(("your ", "the ")):
+    if _is_plural(label) or label.startswith(("your ", "the ")):
         return label
     low = label.lower()
     vowel = low[:1] in "aeiou" and not low.startswith(_SAID_WITH_A_CONSONANT)
@@ -96,8 +95,34 @@ def garment_name(g: Garment) -> str:
 
 
 def garments_text(garments: list[Garment]) -> str:
-    """ "I see a coat, trousers and shoes." (best garment first)."""
-    return f"I see {join_words([garment_name(g) for g in garments])}." if garments else ""
+    """ "I see a coat, trousers and shoes." (the first garment first); a word the photo has
+    more than once is said once with its count: "I see two T-shirts and a shirt.", not "a
+    T-shirt, a T-shirt and a shirt" (two people in one photo)."""
+    counts: dict[str, tuple[str, int]] = {}
+    for g in garments:
+        key = g.label.lower()
+        label, n = counts.get(key, (g.label, 0))
+        counts[key] = (label, n + 1)
+    names = [_counted(label, n) for label, n in counts.values()]
+    return f"I see {join_words(names)}." if names else ""
+
+
+_NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+def _counted(label: str, n: int) -> str:
+    """ "a coat" (1), "two coats", "two dresses", "two pairs of trousers"; a region the user
+    drew ("your selection") is named as it is."""
+    if n == 1 or label.startswith(("your ", "the ")):
+        return _with_article(label)
+    number = _NUMBER_WORDS[n - 1] if n <= len(_NUMBER_WORDS) else str(n)
+    if _is_plural(label):
+        return f"{number} pairs of {label}"
+    return f"{number} {label}{'es' if label.endswith(('ss', 'sh', 'ch', 'x')) else 's'}"
+
+
+def _is_plural(label: str) -> bool:
+    return label.endswith("s") and not label.endswith("ss")  # "dress", "sundress" are one garment
 
 
 def no_garment_text() -> str:

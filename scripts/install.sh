@@ -22,7 +22,9 @@ step() {  # step "what" command...: one line, the command's output in the log
   fi
 }
 
-apt_packages=(dataset-fashion-mnist chromium chromium-driver postgresql fonts-noto-color-emoji)  # the font: 👍/👎 in scripts/screenshots.py
+# fonts-noto-color-emoji: 👍/👎 in scripts/screenshots.py; opencv-doc: its sample photos of people
+# (basketball1.png, messi5.jpg), which the garment tests and bench/bench_garments.py use.
+apt_packages=(dataset-fashion-mnist chromium chromium-driver postgresql fonts-noto-color-emoji opencv-doc)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -73,7 +73,16 @@ EVAL_PHOTOS = (
 )
 EVAL_SCENE_PHOTOS = EVAL_PHOTOS[:8]  # the photographic ones: backgrounds for the evaluation scenes
 # Photos with people in clothes: for looking at by eye and for tests, never for "no garment".
-PEOPLE_PHOTOS = ("mpl:grace_hopper.jpg", "skimage:astronaut.png", "skimage:camera.png")
+PEOPLE_PHOTOS = (
+    "mpl:grace_hopper.jpg",
+    "skimage:astronaut.png",
+    "skimage:camera.png",
+    "opencv:basketball1.png",  # two men playing catch, T-shirt and jeans, a patterned shirt (grey)
+    "opencv:messi5.jpg",  # a footballer in a jersey and shorts, mid-kick, a crowd behind him
+)
+# Debian's opencv-doc (``apt-get install opencv-doc``) ships OpenCV's sample pictures here: the
+# only photos of people in ordinary clothes found offline besides the three above.
+OPENCV_SAMPLES = Path("/usr/share/doc/opencv-doc/examples/data")
 
 
 # ---- where the shipped photos are -------------------------------------------------------
@@ -85,8 +94,12 @@ def _package_dir(name: str) -> Path | None:
 
 
 def photo_path(ref: str) -> Path | None:
-    """``sklearn:china.jpg`` / ``mpl:grace_hopper.jpg`` / ``skimage:coffee.png`` → a file, or None."""
+    """``sklearn:china.jpg`` / ``mpl:grace_hopper.jpg`` / ``skimage:coffee.png`` /
+    ``opencv:messi5.jpg`` → a file, or None."""
     where, name = ref.split(":", 1)
+    if where == "opencv":
+        found = OPENCV_SAMPLES / name
+        return found if found.is_file() else None
     sub = {
         "sklearn": ("sklearn", "datasets/images"),
         "mpl": ("matplotlib", "mpl-data/sample_data"),

@@ -43,7 +43,7 @@ class FoundGarment:
 
 @dataclass(frozen=True)
 class GarmentScan:
-    garments: tuple[FoundGarment, ...]  # best first; empty: "no clothing here"
+    garments: tuple[FoundGarment, ...]  # the most prominent first (garments.shown_order); empty: none
     clothing_score: float  # 0..1: how much clothing the finder sees anywhere in the photo
     product_shot: bool  # a plain product shot (never refused)
     heat: np.ndarray | None = field(default=None, compare=False, repr=False)  # garment map (stride 16), for cutout

@@ -319,6 +319,14 @@ def test_garment_texts():
     assert render.garments_text([garment(1, "dress"), garment(2, "sandals")]) == "I see a dress and sandals."
     # A real portrait (matplotlib's grace_hopper.jpg) read "I see a bag, a suit, an uniform and a sandal."
     assert render.garments_text([garment(1, "uniform"), garment(2, "apron")]) == "I see a uniform and an apron."
+    # Two men on OpenCV's basketball photo read "I see a T-shirt, a T-shirt and a shirt."
+    two = [garment(1, "T-shirt"), garment(2, "shirt"), garment(3, "T-shirt")]
+    assert render.garments_text(two) == "I see two T-shirts and a shirt."
+    assert render.garments_text([garment(1, "dress"), garment(2, "dress"), garment(3, "bag")]) == (
+        "I see two dresses and a bag."
+    )
+    assert render.garments_text([garment(1, "trousers"), garment(2, "trousers")]) == "I see two pairs of trousers."
+    assert render.garments_text([garment(1, "your selection")]) == "I see your selection."
     refused = Recommendation(backbone="x", items=[], request_id=3, no_garment=True)
     assert render.recommendation_text(refused) == render.no_garment_text()
     assert render.no_garment_text().startswith("I can't see any clothing in this photo.")
