@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engine.vision import crop_adapter as ca
-from engine.vision.crop_shelf import TRUST_FINDER_GROUP, CropShelf, ShelfChoice, ShelfVerdict, shelf_for
+from engine.vision.crop_shelf import SHELF_SURE, TRUST_FINDER_GROUP, CropShelf, ShelfChoice, ShelfVerdict, shelf_for
 from engine.vision.garment_vocabulary import FM_GROUPS
 
 
@@ -56,6 +56,12 @@ def test_the_finder_keeps_its_group_when_it_is_sure_and_the_shelf_decides_when_i
     # a garment Lite0's ImageNet classes named (a suit): real clothes, the finder's group stands
     suit = shelf_for("outerwear", "suit", 0.59, ShelfVerdict("top", "T-shirt", 0.34))
     assert suit == ShelfChoice("outerwear", None, ("outerwear",))
+    # an unsure classifier does not overrule an unsure finder (a real photo's shirt and tie, 0.34 a bag)
+    shirt = shelf_for("top", "T-shirt", 0.37, ShelfVerdict("bag", "bag", SHELF_SURE - 0.01))
+    assert shirt == ShelfChoice("top", None, ("top",))
+    assert shelf_for("top", "T-shirt", 0.37, ShelfVerdict("bag", "bag", SHELF_SURE)) == ShelfChoice(
+        "bag", "bag", ("bag",)
+    )
 
 
 def test_the_shelf_travels_in_the_adapters_file_and_an_older_file_has_none(tmp_path) -> None:
