@@ -109,10 +109,10 @@ class Garment:
 class Recommendation:
     """The answer to a photo.
 
-    ``items`` are the results shown first: the best garment's, or the whole photo's
-    when ``garment`` is None. ``garments`` lists every garment found, best first (each
-    with its items). ``no_garment`` means nothing wearable was seen: ``items`` is empty
-    and the front-end says so, offering a whole-photo search (``switch`` with
+    ``items`` are the results shown first: the first garment's, or the whole photo's
+    when ``garment`` is None. ``garments`` lists every garment found, the most prominent
+    first (each with its items). ``no_garment`` means nothing wearable was seen: ``items``
+    is empty and the front-end says so, offering a whole-photo search (``switch`` with
     ``garment=None``) instead of random items."""
 
     backbone: str
