@@ -78,12 +78,14 @@ def join_words(words: list[str]) -> str:
 # Words spelt with a vowel but said with a consonant ("a uniform", the ImageNet class the
 # finder names on a person in a naval or military uniform).
 _SAID_WITH_A_CONSONANT = ("uni", "use", "usu", "eu", "one")
+# Labels that come with their own determiner (a region the user drew: "your selection").
+_HAS_ITS_DETERMINER = ("your ", "the ")
 
 
 def _with_article(label: str) -> str:
     """ "a coat", "an anorak", "a dress", "a uniform", but "trousers", "shoes", "your
     selection" as they are."""
-    if _is_plural(label) or label.startswith(("your ", "the ")):
+    if _is_plural(label) or label.startswith(_HAS_ITS_DETERMINER):
         return label
     low = label.lower()
     vowel = low[:1] in "aeiou" and not low.startswith(_SAID_WITH_A_CONSONANT)
@@ -113,7 +115,7 @@ _NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight",
 def _counted(label: str, n: int) -> str:
     """ "a coat" (1), "two coats", "two dresses", "two pairs of trousers"; a region the user
     drew ("your selection") is named as it is."""
-    if n == 1 or label.startswith(("your ", "the ")):
+    if n == 1 or label.startswith(_HAS_ITS_DETERMINER):
         return _with_article(label)
     number = _NUMBER_WORDS[n - 1] if n <= len(_NUMBER_WORDS) else str(n)
     if _is_plural(label):
@@ -138,7 +140,7 @@ def showing_text(rec: Recommendation) -> str:
 
 
 def _the(label: str) -> str:
-    return label if label.startswith(("your ", "the ")) else "the " + label
+    return label if label.startswith(_HAS_ITS_DETERMINER) else "the " + label
 
 
 def garment_button_label(g: Garment) -> str:

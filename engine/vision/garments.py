@@ -404,7 +404,7 @@ class GarmentFinder:
             )
         # Two first-look boxes on one garment can both move onto it: keep the surer one (on
         # OpenCV's basketball photo one man's shirt came out twice, at IoU 0.52).
-        kept = _nms(sorted(garments, key=lambda g: -g.confidence), self.thresholds.nms_iou)
+        kept = _nms(garments, self.thresholds.nms_iou)
         return replace(scan, garments=shown_order(kept))
 
     def decide(self, check: ProductCheck, m: dict) -> GarmentScan:
@@ -420,7 +420,7 @@ class GarmentFinder:
             cam_found = self._from_cam(m)
             found += [g for g in cam_found if all(g.box.iou(f.box) < 0.3 for f in found)]
             score = max(score, min(1.0, t.cam_weight * float(_peak(m["cam"])) / max(1e-6, 2 * t.cam_clothing)))
-        found = _nms(sorted(found, key=lambda g: -g.confidence), t.nms_iou)[: t.max_garments]
+        found = _nms(found, t.nms_iou)[: t.max_garments]
         heat = m.get("garment")
         # A product shot: one object on a plain background that the maps agree is clothing (a
         # scene on a plain wall with two small garments is not one: its garments don't cover it).
@@ -547,8 +547,9 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
 
 
 def _nms(garments: list[FoundGarment], iou: float) -> list[FoundGarment]:
+    """The garments surest first, each dropped that overlaps a surer kept one by ``iou`` or more."""
     kept: list[FoundGarment] = []
-    for g in garments:
+    for g in sorted(garments, key=lambda g: -g.confidence):
         if all(g.box.iou(k.box) < iou for k in kept):
             kept.append(g)
     return kept
